@@ -1,0 +1,47 @@
+# Thin wrappers: every target first runs scripts/bootstrap.sh, which sets up
+# .venv and .tools on a fresh machine (python3.13 from PATH or pyenv).
+SHELL := /bin/bash
+export SAM_CLI_TELEMETRY := 0
+export PATH := $(CURDIR)/.tools/bin:$(CURDIR)/.venv/bin:$(PATH)
+PY := .venv/bin/python
+SAM := .tools/sam/bin/sam
+# sam and cfn-lint validate offline; a region only names the partition's rules.
+REGION := us-east-1
+
+.PHONY: setup demo test lint typecheck validate build unit integration bench resign clean
+
+setup:
+	@bash scripts/bootstrap.sh
+
+demo: setup
+	$(PY) -m voicebus_cli demo
+
+test: setup lint typecheck validate build
+	$(PY) -m pytest
+
+lint: setup
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+typecheck: setup
+	$(PY) -m mypy layers/voicebus functions tools tests bench
+
+validate: setup
+	$(SAM) validate --lint --region $(REGION)
+	.tools/sam/bin/cfn-lint template.yaml
+
+build: setup
+	$(SAM) build
+
+unit: setup
+	$(PY) -m pytest tests/unit
+
+bench: setup
+	$(PY) bench/ingress.py
+
+# Re-sign events/webhooks/*.json with the current time (they are valid for 300 s).
+resign: setup
+	$(PY) -m voicebus_cli resign-events
+
+clean:
+	rm -rf .venv .tools .aws-sam .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,156 @@
+"""The webhook ingress: size check, signature, envelope, put on the bus, and the HTTP answer.
+
+Order matters: the size check is free, the signature proves the sender before a
+single byte of JSON is parsed, and only a verified, well-formed webhook reaches
+the bus. Every refusal is a 4xx with a short JSON reason and nothing published;
+a failed put is a 5xx so that Telnyx retries.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+
+from voicebus import settings
+from voicebus.bus import MAX_WEBHOOK_BYTES, PublishError, WebhookPublisher
+from voicebus.signature import (
+    DEFAULT_TOLERANCE_SECONDS,
+    PublicKeyError,
+    SignatureVerificationError,
+    WebhookVerifier,
+    decode_public_key,
+)
+from voicebus.webhook import WebhookEnvelopeError, summarize
+
+if TYPE_CHECKING:
+    from mypy_boto3_events import EventBridgeClient
+
+WEBHOOK_PATH = "/webhooks/telnyx"
+
+
+@dataclass(frozen=True)
+class IngressSettings:
+    """The ingress's environment, validated once at cold start."""
+
+    public_key_b64: str
+    event_bus_name: str
+    tolerance_seconds: int = DEFAULT_TOLERANCE_SECONDS
+    max_body_bytes: int = MAX_WEBHOOK_BYTES
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> IngressSettings:
+        public_key = settings.require("TELNYX_PUBLIC_KEY", environ)
+        try:
+            decode_public_key(public_key)
+        except PublicKeyError as exc:
+            raise settings.ConfigurationError("TELNYX_PUBLIC_KEY", str(exc)) from None
+        return cls(
+            public_key_b64=public_key,
+            event_bus_name=settings.require("EVENT_BUS_NAME", environ),
+            tolerance_seconds=settings.integer(
+                "WEBHOOK_TOLERANCE_SECONDS",
+                DEFAULT_TOLERANCE_SECONDS,
+                minimum=1,
+                maximum=3600,
+                environ=environ,
+            ),
+            max_body_bytes=settings.integer(
+                "MAX_WEBHOOK_BYTES",
+                MAX_WEBHOOK_BYTES,
+                minimum=1024,
+                maximum=MAX_WEBHOOK_BYTES,
+                environ=environ,
+            ),
+        )
+
+
+@dataclass(frozen=True)
+class IngressAnswer:
+    """The HTTP answer to one webhook request."""
+
+    status: int
+    body: dict[str, str] = field(default_factory=dict)
+
+
+class WebhookIngress:
+    """Turns one HTTP request into at most one bus event, and says how it went."""
+
+    def __init__(
+        self,
+        verifier: WebhookVerifier,
+        publisher: WebhookPublisher,
+        max_body_bytes: int,
+        logger: Logger,
+        metrics: Metrics,
+    ) -> None:
+        self._verifier = verifier
+        self._publisher = publisher
+        self._max_body_bytes = max_body_bytes
+        self._logger = logger
+        self._metrics = metrics
+
+    @classmethod
+    def from_settings(
+        cls, config: IngressSettings, client: EventBridgeClient, logger: Logger, metrics: Metrics
+    ) -> WebhookIngress:
+        """Build once per container with the handler's own logger and metrics."""
+        verifier = WebhookVerifier(decode_public_key(config.public_key_b64), config.tolerance_seconds)
+        publisher = WebhookPublisher(client, config.event_bus_name)
+        return cls(verifier, publisher, config.max_body_bytes, logger, metrics)
+
+    def receive(self, body: str | None, is_base64_encoded: bool, headers: Mapping[str, str]) -> IngressAnswer:
+        """Verify, check and publish one webhook; never raises for bad input."""
+        raw = self._raw_body(body or "", is_base64_encoded)
+        if raw is None:
+            return self._reject(400, "malformed_body", "the body does not decode to bytes")
+        if len(raw) > self._max_body_bytes:
+            return self._reject(413, "body_too_large", f"the body is larger than {self._max_body_bytes} bytes")
+        try:
+            self._verifier.verify(raw, headers)
+        except SignatureVerificationError as exc:
+            return self._reject(401, exc.reason.value, exc.message)
+        try:
+            text = raw.decode("utf-8")
+            webhook = summarize(text)
+        except UnicodeDecodeError:
+            return self._reject(400, "malformed_body", "the body is not UTF-8")
+        except WebhookEnvelopeError as exc:
+            return self._reject(400, "malformed_body", str(exc))
+
+        self._logger.append_keys(
+            webhook_id=webhook.id,
+            event_type=webhook.event_type,
+            call_control_id=webhook.call_control_id,
+            call_session_id=webhook.call_session_id,
+        )
+        try:
+            self._publisher.publish(webhook, text)
+        except PublishError as exc:
+            self._logger.error("webhook not published; Telnyx will retry", extra={"error": str(exc)})
+            self._metrics.add_metric(name="PutEventsFailed", unit=MetricUnit.Count, value=1)
+            return IngressAnswer(503, {"error": "unavailable", "message": "the event could not be queued; retry"})
+        self._metrics.add_metric(name="WebhookAccepted", unit=MetricUnit.Count, value=1)
+        self._logger.info("webhook accepted")
+        return IngressAnswer(200, {"status": "accepted", "id": webhook.id})
+
+    @staticmethod
+    def _raw_body(body: str, is_base64_encoded: bool) -> bytes | None:
+        """The bytes Telnyx signed: API Gateway may hand them over base64-encoded."""
+        try:
+            if is_base64_encoded:
+                return base64.b64decode(body, validate=True)
+            return body.encode("utf-8")
+        except (binascii.Error, ValueError):  # UnicodeEncodeError is a ValueError
+            return None
+
+    def _reject(self, status: int, reason: str, message: str) -> IngressAnswer:
+        self._logger.warning("webhook rejected", extra={"reason": reason, "status": status})
+        self._metrics.add_dimension(name="Reason", value=reason)
+        self._metrics.add_metric(name="WebhookRejected", unit=MetricUnit.Count, value=1)
+        return IngressAnswer(status, {"error": reason, "message": message})

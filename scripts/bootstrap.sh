@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Sets up everything `make` needs on a fresh machine, idempotently:
+#   .venv           the project (runtime + dev dependencies, from uv.lock)
+#   .tools/uv       uv itself
+#   .tools/sam      aws-sam-cli and cfn-lint, kept apart: their pins clash with moto's
+# Lambda runs python3.13, so everything here does too.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SAM_CLI_VERSION="1.170.0"
+
+find_python313() {
+    if command -v python3.13 >/dev/null 2>&1 && python3.13 -c 'import sys; assert sys.version_info[:2] == (3, 13)' 2>/dev/null; then
+        command -v python3.13
+        return
+    fi
+    if command -v pyenv >/dev/null 2>&1; then
+        local root candidate
+        root="$(pyenv root)"
+        for candidate in "$root"/versions/3.13*/bin/python3.13; do
+            if [ -x "$candidate" ]; then
+                echo "$candidate"
+                return
+            fi
+        done
+    fi
+    return 1
+}
+
+if ! PY313="$(find_python313)"; then
+    cat >&2 <<'MSG'
+voicebus needs Python 3.13 (the Lambda runtime it targets), found neither on PATH
+nor in pyenv. Install it, for example:
+    pyenv install 3.13        (then run make again)
+or your OS package manager's python3.13 with its venv module.
+MSG
+    exit 1
+fi
+
+if [ ! -x .tools/uv/bin/uv ]; then
+    echo "bootstrap: installing uv with $PY313"
+    "$PY313" -m venv .tools/uv
+    .tools/uv/bin/pip install --quiet --disable-pip-version-check uv
+fi
+UV=.tools/uv/bin/uv
+
+echo "bootstrap: syncing .venv from uv.lock"
+UV_PROJECT_ENVIRONMENT=.venv "$UV" sync --quiet --python "$PY313" --locked
+
+if [ ! -x .tools/sam/bin/sam ] || ! .tools/sam/bin/sam --version | grep -q "$SAM_CLI_VERSION"; then
+    echo "bootstrap: installing aws-sam-cli $SAM_CLI_VERSION into .tools/sam"
+    "$UV" venv --quiet --python "$PY313" .tools/sam
+    "$UV" pip install --quiet --python .tools/sam/bin/python "aws-sam-cli==$SAM_CLI_VERSION"
+fi
+
+# `sam build` looks for python3.13 (with pip) on PATH; the Makefile puts .tools/bin first.
+mkdir -p .tools/bin
+ln -sf "$PY313" .tools/bin/python3.13

@@ -1,0 +1,53 @@
+"""Shared fixtures: moto server on 127.0.0.1 for the whole run, a fresh stack per test.
+
+Every stack is provisioned from template.yaml under a unique name, so tests share
+one moto server without sharing resources.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from tests.support.bus import BusTap
+from voicebus_cli.local.functions import LoadedFunction
+from voicebus_cli.local.moto_server import MotoServer
+from voicebus_cli.local.provision import ProvisionedStack, provision
+from voicebus_cli.local.template import Stack, load_template
+from voicebus_cli.testkey import TestKeyPair, load_test_key
+
+DUMMY_SECRET_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:voicebus-telnyx-api-key-AbCdEf"
+
+
+@pytest.fixture(scope="session")
+def test_key() -> TestKeyPair:
+    return load_test_key()
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[MotoServer]:
+    with MotoServer() as server, pytest.MonkeyPatch.context() as patch:
+        for name, value in server.environment().items():
+            patch.setenv(name, value)
+        yield server
+
+
+@pytest.fixture
+def stack(moto_server: MotoServer, test_key: TestKeyPair) -> ProvisionedStack:
+    name = f"t{uuid.uuid4().hex[:10]}"
+    parameters = {"TelnyxPublicKey": test_key.public_key_b64, "TelnyxApiKeySecretArn": DUMMY_SECRET_ARN}
+    return provision(Stack(load_template(), name, parameters=parameters))
+
+
+@pytest.fixture
+def bus_tap(stack: ProvisionedStack) -> BusTap:
+    """Every event on the stack's bus, as an SQS queue shows it."""
+    return BusTap.on(stack.ref("EventBus"), f"{stack.stack.name}-tap")
+
+
+@pytest.fixture
+def ingress(stack: ProvisionedStack) -> LoadedFunction:
+    function = stack.functions["IngressFunction"]
+    return LoadedFunction("IngressFunction", function.code_uri, function.handler, function.environment)

@@ -1,0 +1,81 @@
+"""Running a function's handler in this process, with its environment from the template.
+
+Each function module is imported under its own name (they are all `app.py`),
+with its environment in place, as Lambda would at cold start; every invocation
+runs with that environment again.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import threading
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
+
+from voicebus_cli.testkey import ROOT
+
+Handler = Callable[[dict[str, Any], Any], Any]
+# os.environ is process-wide: one invocation at a time, like one Lambda container.
+_ENV_LOCK = threading.RLock()
+
+
+@dataclass
+class LocalContext:
+    """The parts of Lambda's context object that Powertools reads."""
+
+    function_name: str
+    memory_limit_in_mb: int = 512
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    function_version: str = "$LATEST"
+    log_group_name: str = "local"
+    log_stream_name: str = "local"
+    timeout_ms: int = 10_000
+
+    @property
+    def invoked_function_arn(self) -> str:
+        return f"arn:aws:lambda:us-east-1:123456789012:function:{self.function_name}"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.timeout_ms
+
+
+@contextmanager
+def environment(variables: Mapping[str, str]) -> Iterator[None]:
+    """Set `variables` in os.environ for the duration, then restore what was there."""
+    with _ENV_LOCK:
+        saved = {name: os.environ.get(name) for name in variables}
+        os.environ.update(variables)
+        try:
+            yield
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+
+
+class LoadedFunction:
+    """A function's module, imported once (cold start), invoked many times."""
+
+    def __init__(self, name: str, code_uri: str, handler: str, env: Mapping[str, str]) -> None:
+        self.name = name
+        self.env = dict(env)
+        module_name, _, attribute = handler.rpartition(".")
+        path = ROOT / code_uri / f"{module_name.replace('.', '/')}.py"
+        spec = importlib.util.spec_from_file_location(f"voicebus_function_{name}_{uuid.uuid4().hex}", path)
+        if spec is None or spec.loader is None:
+            raise ImportError(f"cannot load {path}")
+        self.module: ModuleType = importlib.util.module_from_spec(spec)
+        with environment(self.env):
+            spec.loader.exec_module(self.module)
+        self._handler: Handler = getattr(self.module, attribute)
+
+    def invoke(self, event: dict[str, Any]) -> Any:
+        with environment(self.env):
+            return self._handler(event, LocalContext(function_name=self.name))

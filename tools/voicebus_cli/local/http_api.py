@@ -1,0 +1,84 @@
+"""The HTTP API route served on 127.0.0.1 by the ingress handler, as API Gateway would call it."""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from voicebus_cli.local.functions import LoadedFunction
+from voicebus_cli.webhooks import api_gateway_event
+
+# API Gateway HTTP APIs refuse payloads over 10 MB before Lambda sees them.
+MAX_REQUEST_BYTES = 10 * 1024 * 1024
+
+
+class LocalHttpApi:
+    """Turns HTTP requests into payload 2.0 events for one function, one at a time."""
+
+    def __init__(self, function: LoadedFunction, port: int = 0) -> None:
+        self.function = function
+        api = self
+
+        class RequestHandler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                api.forward(self)
+
+            do_GET = do_PUT = do_PATCH = do_DELETE = do_POST
+
+            def log_message(self, format: str, *args: Any) -> None:
+                """Quiet: the functions log for themselves."""
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), RequestHandler)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._lock = threading.Lock()
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def start(self) -> LocalHttpApi:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def forward(self, request: BaseHTTPRequestHandler) -> None:
+        length = int(request.headers.get("content-length") or 0)
+        if length > MAX_REQUEST_BYTES:
+            self._reply(request, 413, {"message": "Request Entity Too Large"}, {})
+            return
+        body = request.rfile.read(length)
+        path = request.path.split("?", 1)[0]
+        is_text = "json" in (request.headers.get("content-type") or "") or "text" in (
+            request.headers.get("content-type") or ""
+        )
+        try:
+            body.decode("utf-8")
+        except UnicodeDecodeError:
+            is_text = False
+        event = api_gateway_event(
+            body, dict(request.headers.items()), base64_body=not is_text, method=request.command, path=path
+        )
+        with self._lock:
+            result = self.function.invoke(event)
+        payload = result.get("body") or ""
+        raw = base64.b64decode(payload) if result.get("isBase64Encoded") else payload.encode("utf-8")
+        self._send(request, int(result.get("statusCode", 502)), raw, result.get("headers") or {})
+
+    def _reply(self, request: BaseHTTPRequestHandler, status: int, body: Any, headers: dict[str, str]) -> None:
+        self._send(request, status, json.dumps(body).encode(), {"Content-Type": "application/json", **headers})
+
+    @staticmethod
+    def _send(request: BaseHTTPRequestHandler, status: int, body: bytes, headers: dict[str, str]) -> None:
+        request.send_response(status)
+        for name, value in headers.items():
+            request.send_header(name, value)
+        request.send_header("Content-Length", str(len(body)))
+        request.end_headers()
+        request.wfile.write(body)
