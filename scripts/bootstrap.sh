@@ -56,3 +56,7 @@ fi
 # `sam build` looks for python3.13 (with pip) on PATH; the Makefile puts .tools/bin first.
 mkdir -p .tools/bin
 ln -sf "$PY313" .tools/bin/python3.13
+
+# The layer package and the developer tools, importable from the venv (python -m voicebus_cli).
+SITE="$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+printf '%s\n' "$PWD/layers/voicebus" "$PWD/tools" > "$SITE/voicebus-dev.pth"

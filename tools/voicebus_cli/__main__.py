@@ -1,0 +1,65 @@
+"""`python -m voicebus_cli <command>`: the developer commands behind the Makefile."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from voicebus.signature import sign
+from voicebus_cli.testkey import load_test_key
+from voicebus_cli.webhooks import resign_event, webhook_event_files
+
+
+def _sign(args: argparse.Namespace) -> int:
+    """Sign a JSON file as Telnyx would, with the test key, and print headers or a curl command."""
+    key = load_test_key()
+    body = Path(args.file).read_bytes()
+    json.loads(body)  # refuse files that are not JSON before signing them
+    headers = sign(body, key.signing_key, int(time.time()))
+    if args.url:
+        parts = [f"curl -sS -X POST {args.url}", "-H 'content-type: application/json'"]
+        parts += [f"-H '{name}: {value}'" for name, value in headers.items()]
+        parts.append(f"--data-binary @{args.file}")
+        print(" \\\n  ".join(parts))
+    else:
+        print(json.dumps(headers, indent=2))
+    return 0
+
+
+def _resign_events(args: argparse.Namespace) -> int:
+    """Give events/webhooks/*.json a fresh timestamp and signature (the body is untouched)."""
+    key = load_test_key()
+    files = webhook_event_files()
+    for path in files:
+        event = json.loads(path.read_text())
+        path.write_text(json.dumps(resign_event(event, key.signing_key), indent=2) + "\n")
+    print(f"re-signed {len(files)} events in {files[0].parent if files else 'events/webhooks'}; valid for 300 s")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from voicebus_cli.demo import run_demo
+
+    return run_demo()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="voicebus", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    sign_parser = commands.add_parser("sign", help="sign a JSON body with the test key, as Telnyx would")
+    sign_parser.add_argument("file")
+    sign_parser.add_argument("--url", help="print a curl command that POSTs the signed file to this URL")
+    sign_parser.set_defaults(run=_sign)
+    commands.add_parser("resign-events", help="re-sign events/webhooks/*.json with the current time").set_defaults(
+        run=_resign_events
+    )
+    commands.add_parser("demo", help="run the local stack and play a call through it").set_defaults(run=_demo)
+    args = parser.parse_args(argv)
+    return int(args.run(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

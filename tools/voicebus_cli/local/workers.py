@@ -1,0 +1,94 @@
+"""Delivering rule events to functions the way Lambda's asynchronous invocation does.
+
+Each rule's SQS queue (standing in for the Lambda target) is polled; an event is
+handed to the function, retried on error up to the function's
+EventInvokeConfig.MaximumRetryAttempts, then sent to its on-failure destination,
+all read from the template.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+
+from voicebus_cli.local.functions import LoadedFunction
+
+# Lambda's default for asynchronous invocations when EventInvokeConfig says nothing.
+DEFAULT_ASYNC_RETRIES = 2
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """What the journal hears about each run of a function."""
+
+    function: str
+    event: dict[str, Any]
+    attempt: int
+    error: str | None
+
+
+class RuleWorker:
+    """Polls one rule's queue and invokes one function, like one Lambda event source."""
+
+    def __init__(
+        self,
+        function: LoadedFunction,
+        queue_url: str,
+        retries: int,
+        failure_queue_url: str | None,
+        on_invocation: Callable[[Invocation], None],
+    ) -> None:
+        self.function = function
+        self.queue_url = queue_url
+        self.retries = retries
+        self.failure_queue_url = failure_queue_url
+        self.on_invocation = on_invocation
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name=f"worker-{function.name}")
+        self._busy = threading.Event()
+
+    def start(self) -> RuleWorker:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    @property
+    def busy(self) -> bool:
+        return self._busy.is_set()
+
+    def _run(self) -> None:
+        sqs = boto3.client("sqs")
+        while not self._stop.is_set():
+            batch = sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1)
+            for message in batch.get("Messages", []):
+                self._busy.set()
+                try:
+                    self.deliver(json.loads(message["Body"]))
+                finally:
+                    sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
+                    self._busy.clear()
+
+    def deliver(self, event: dict[str, Any]) -> bool:
+        """Invoke with retries; True when some attempt succeeded."""
+        for attempt in range(1, self.retries + 2):
+            try:
+                self.function.invoke(event)
+            except Exception as exc:  # noqa: BLE001 - any function error is retried, as Lambda does
+                self.on_invocation(Invocation(self.function.name, event, attempt, f"{type(exc).__name__}: {exc}"))
+                time.sleep(0.05 * attempt)
+                continue
+            self.on_invocation(Invocation(self.function.name, event, attempt, None))
+            return True
+        if self.failure_queue_url:
+            record = {"requestPayload": event, "responseContext": {"functionError": "Unhandled"}}
+            boto3.client("sqs").send_message(QueueUrl=self.failure_queue_url, MessageBody=json.dumps(record))
+        return False
