@@ -37,7 +37,7 @@ unit: setup
 	$(PY) -m pytest tests/unit
 
 bench: setup
-	$(PY) bench/ingress.py
+	$(PY) bench/ingress_cost.py
 
 # Re-sign events/webhooks/*.json with the current time (they are valid for 300 s).
 resign: setup

@@ -9,9 +9,11 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 
+import boto3
 import pytest
 
 from tests.support.bus import BusTap
+from voicebus.state import CallStore
 from voicebus_cli.local.functions import LoadedFunction
 from voicebus_cli.local.moto_server import MotoServer
 from voicebus_cli.local.provision import ProvisionedStack, provision
@@ -51,3 +53,27 @@ def bus_tap(stack: ProvisionedStack) -> BusTap:
 def ingress(stack: ProvisionedStack) -> LoadedFunction:
     function = stack.functions["IngressFunction"]
     return LoadedFunction("IngressFunction", function.code_uri, function.handler, function.environment)
+
+
+class LazyFunctions(dict[str, LoadedFunction]):
+    """Functions behind rules, each loaded (cold-started) the first time a test uses it."""
+
+    def __init__(self, stack: ProvisionedStack) -> None:
+        super().__init__()
+        self._stack = stack
+
+    def __missing__(self, name: str) -> LoadedFunction:
+        function = self._stack.functions[name]
+        loaded = LoadedFunction(name, function.code_uri, function.handler, function.environment)
+        self[name] = loaded
+        return loaded
+
+
+@pytest.fixture
+def consumers(stack: ProvisionedStack) -> LazyFunctions:
+    return LazyFunctions(stack)
+
+
+@pytest.fixture
+def call_store(stack: ProvisionedStack) -> CallStore:
+    return CallStore(boto3.client("dynamodb"), stack.ref("CallsTable"))

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from voicebus.signature import sign
 from voicebus_cli.testkey import load_test_key
-from voicebus_cli.webhooks import resign_event, webhook_event_files
+from voicebus_cli.webhooks import BUS_EVENTS_DIR, bus_event, raw_body, resign_event, webhook_event_files
 
 
 def _sign(args: argparse.Namespace) -> int:
@@ -40,6 +40,20 @@ def _resign_events(args: argparse.Namespace) -> int:
     return 0
 
 
+def _derive_bus_events(args: argparse.Namespace) -> int:
+    """Write events/bus/<event_type>.json from events/webhooks: what each rule hands its function."""
+    BUS_EVENTS_DIR.mkdir(parents=True, exist_ok=True)
+    count = 0
+    for path in webhook_event_files():
+        if path.name.endswith(".base64-body.json"):
+            continue
+        event = bus_event(raw_body(json.loads(path.read_text())))
+        (BUS_EVENTS_DIR / path.name).write_text(json.dumps(event, indent=2) + "\n")
+        count += 1
+    print(f"wrote {count} EventBridge events to {BUS_EVENTS_DIR}")
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from voicebus_cli.demo import run_demo
 
@@ -55,6 +69,9 @@ def main(argv: list[str] | None = None) -> int:
     sign_parser.set_defaults(run=_sign)
     commands.add_parser("resign-events", help="re-sign events/webhooks/*.json with the current time").set_defaults(
         run=_resign_events
+    )
+    commands.add_parser("derive-bus-events", help="write events/bus/*.json from events/webhooks").set_defaults(
+        run=_derive_bus_events
     )
     commands.add_parser("demo", help="run the local stack and play a call through it").set_defaults(run=_demo)
     args = parser.parse_args(argv)

@@ -60,7 +60,9 @@ def run_demo() -> int:
         stale_status, stale_answer = post(stack.webhook_url, raw_body(stale), stale["headers"])
         routed = drain(tap)
 
-        print(f"POSTed {sum(sent.values())} signed sample webhooks: " + ", ".join(f"{n} x {s}" for s, n in sent.items()))
+        print(
+            f"POSTed {sum(sent.values())} signed sample webhooks: " + ", ".join(f"{n} x {s}" for s, n in sent.items())
+        )
         print(f"forged body  -> {forged_status} {forged_answer['error']}")
         print(f"stale (1 h)  -> {stale_status} {stale_answer['error']}\n")
         print(f"{len(routed)} events on bus {stack.ref('EventBus')}:")
@@ -72,7 +74,9 @@ def run_demo() -> int:
             and routed_ids == expected_ids
             and (forged_status, stale_status) == (401, 401)
         )
-        print("\ndemo " + ("passed: every signed webhook routed once, forged and stale ones refused" if ok else "FAILED"))
+        print(
+            "\ndemo " + ("passed: every signed webhook routed once, forged and stale ones refused" if ok else "FAILED")
+        )
         return 0 if ok else 1
 
 

@@ -84,3 +84,23 @@ def resign_event(event: dict[str, Any], signing_key: SigningKey, timestamp: int 
 
 def webhook_event_files() -> list[Path]:
     return sorted(WEBHOOK_EVENTS_DIR.glob("*.json"))
+
+
+BUS_EVENTS_DIR = ROOT / "events" / "bus"
+
+
+def bus_event(body: bytes, *, region: str = "us-east-1", account: str = "123456789012") -> dict[str, Any]:
+    """The EventBridge event a rule hands a function for this webhook body (`sam local invoke -e`)."""
+    document = json.loads(body)
+    data = document["data"]
+    return {
+        "version": "0",
+        "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"voicebus-bus-event/{data['id']}")),
+        "detail-type": data["event_type"],
+        "source": "telnyx",
+        "account": account,
+        "time": (data.get("occurred_at") or "2026-01-01T00:00:00Z")[:19] + "Z",
+        "region": region,
+        "resources": [],
+        "detail": document,
+    }

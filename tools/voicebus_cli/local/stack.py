@@ -21,7 +21,8 @@ from voicebus_cli.local.template import Stack, load_template
 from voicebus_cli.local.workers import DEFAULT_ASYNC_RETRIES, Invocation, RuleWorker
 from voicebus_cli.testkey import load_test_key
 
-LOCAL_SECRET_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:voicebus-local-telnyx-api-key-AbCdEf"
+# An ARN, not a secret: locally the functions read TELNYX_API_KEY from the environment instead.
+LOCAL_SECRET_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:voicebus-local-telnyx-api-key-AbCdEf"  # noqa: S105
 
 
 @dataclass
@@ -140,5 +141,3 @@ class LocalStack:
         self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
     ) -> None:
         self.stop()
-
-

@@ -18,6 +18,7 @@ from typing import Any
 import boto3
 
 from voicebus_cli.local.functions import LoadedFunction
+from voicebus_cli.local.template import ACCOUNT_ID
 
 # Lambda's default for asynchronous invocations when EventInvokeConfig says nothing.
 DEFAULT_ASYNC_RETRIES = 2
@@ -71,8 +72,11 @@ class RuleWorker:
             batch = sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1)
             for message in batch.get("Messages", []):
                 self._busy.set()
+                event = json.loads(message["Body"])
+                # moto leaves out `account`, which EventBridge always sets on what Lambda receives.
+                event.setdefault("account", ACCOUNT_ID)
                 try:
-                    self.deliver(json.loads(message["Body"]))
+                    self.deliver(event)
                 finally:
                     sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
                     self._busy.clear()
@@ -82,7 +86,7 @@ class RuleWorker:
         for attempt in range(1, self.retries + 2):
             try:
                 self.function.invoke(event)
-            except Exception as exc:  # noqa: BLE001 - any function error is retried, as Lambda does
+            except Exception as exc:
                 self.on_invocation(Invocation(self.function.name, event, attempt, f"{type(exc).__name__}: {exc}"))
                 time.sleep(0.05 * attempt)
                 continue

@@ -25,7 +25,10 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
+
+if TYPE_CHECKING:
+    from mypy_boto3_events import EventBridgeClient
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "layers" / "voicebus"), str(ROOT / "tools")]
@@ -118,12 +121,10 @@ def per_request_handler(body: bytes, key: SigningKey, public_key_b64: str) -> tu
         with stubbed():
             module.lambda_handler(event, context)  # the cold start is measured separately
         through_botocore = best_of(stubbed)
-        module.ingress = WebhookIngress.from_settings(
-            IngressSettings.from_env(env),
-            AnsweringEventsClient(),
-            module.logger,
-            module.metrics,  # type: ignore[arg-type]
-        )
+        answering = cast("EventBridgeClient", AnsweringEventsClient())
+        settings = IngressSettings.from_env(env)
+        # The handler reads the module-level `ingress` on every request: swap in one whose put is in memory.
+        module.__dict__["ingress"] = WebhookIngress.from_settings(settings, answering, module.logger, module.metrics)
         in_memory = best_of(contextlib.nullcontext)
     return through_botocore, in_memory
 

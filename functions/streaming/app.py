@@ -1,0 +1,5 @@
+"""Streaming (streaming.started, .stopped, .failed): stream id, URL and failure reason."""
+
+from voicebus.consumer import build_handler
+
+lambda_handler = build_handler()

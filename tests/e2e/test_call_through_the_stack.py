@@ -1,0 +1,94 @@
+"""A whole call as signed webhooks over HTTP: ingress -> bus (moto) -> rules -> functions -> DynamoDB."""
+
+from __future__ import annotations
+
+import os
+import random
+from collections import Counter
+from collections.abc import Iterator
+
+import boto3
+import pytest
+
+from tests.support.calls import CallScript
+from voicebus.signature import sign
+from voicebus.state import CallStatus, CallStore, Feature
+from voicebus_cli.demo import post
+from voicebus_cli.local.moto_server import MotoServer
+from voicebus_cli.local.stack import LocalStack
+from voicebus_cli.local.workers import Invocation
+from voicebus_cli.testkey import TestKeyPair
+from voicebus_cli.webhooks import compact
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def local_stack(moto_server: MotoServer) -> Iterator[tuple[LocalStack, list[Invocation]]]:
+    invocations: list[Invocation] = []
+    with LocalStack(moto=moto_server, on_invocation=invocations.append) as stack:
+        stack.start(dict(os.environ))
+        yield stack, invocations
+
+
+def test_a_call_with_duplicates_and_late_events_ends_right(
+    local_stack: tuple[LocalStack, list[Invocation]], test_key: TestKeyPair
+) -> None:
+    stack, invocations = local_stack
+    script = CallScript()
+    webhooks = script.basic_call()
+    deliveries = list(webhooks)
+    deliveries.insert(3, webhooks[1])  # call.answered delivered twice
+    deliveries.remove(webhooks[2])
+    deliveries.append(webhooks[2])  # call.speak.started arrives after the hangup
+    random.Random(7).shuffle(deliveries[4:7])
+
+    for webhook in deliveries:
+        body = compact(webhook)
+        status, _ = post(stack.webhook_url, body, sign(body, test_key.signing_key, _now()))
+        assert status == 200
+    assert stack.wait_until_idle(timeout=60)
+
+    runs = Counter((i.function, i.event["detail"]["data"]["id"]) for i in invocations if i.error is None)
+    assert [i for i in invocations if i.error] == []
+    # Every webhook ran once per delivery on exactly its family's function.
+    assert sum(runs.values()) == len(deliveries)
+    assert runs[("CallControlFunction", webhooks[1]["data"]["id"])] == 2
+    assert runs[("MediaFunction", webhooks[2]["data"]["id"])] == 1
+    assert runs[("RecordingFunction", webhooks[7]["data"]["id"])] == 1
+
+    record = CallStore(boto3.client("dynamodb"), stack.ref("CallsTable")).get_call(script.call_control_id)
+    assert record is not None and record.status is not None
+    assert (record.status.value, record.status.hangup_cause) == (CallStatus.HUNG_UP, "normal_clearing")
+    assert record.features[Feature.SPEAK].model_extra == {"state": "ended", "status": "completed"}
+    assert record.client_state is not None and record.client_state.value == {"step": "voicemail"}
+    assert [r.recording_id for r in record.recordings] == ["rec-1"]
+    idempotency = boto3.client("dynamodb").scan(TableName=stack.ref("IdempotencyTable"))["Items"]
+    assert len(idempotency) == len(webhooks)
+
+
+def test_a_function_that_keeps_failing_lands_in_the_failure_queue(
+    local_stack: tuple[LocalStack, list[Invocation]], test_key: TestKeyPair
+) -> None:
+    stack, invocations = local_stack
+    # The calls table is gone (a bad deploy, a wrong region): every attempt fails.
+    boto3.client("dynamodb").delete_table(TableName=stack.ref("CallsTable"))
+    webhook = CallScript().event("call.answered")
+    body = compact(webhook)
+    status, _ = post(stack.webhook_url, body, sign(body, test_key.signing_key, _now()))
+    assert status == 200
+    assert stack.wait_until_idle(timeout=60)
+
+    failures = [i for i in invocations if i.error]
+    assert [i.attempt for i in failures] == [1, 2, 3]  # first try + EventInvokeConfig's 2 retries
+    sqs = boto3.client("sqs")
+    queue = stack.ref("FailedInvocationQueue")
+    messages = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10)["Messages"]
+    assert len(messages) == 1
+    assert webhook["data"]["id"] in messages[0]["Body"]
+
+
+def _now() -> int:
+    import time
+
+    return int(time.time())

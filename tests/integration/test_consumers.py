@@ -1,0 +1,173 @@
+"""The event-family functions against moto server: what each event leaves in DynamoDB."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from tests.support.calls import CallScript, as_bus_event
+from tests.support.routing import targets
+from voicebus.client_state import encode
+from voicebus.state import CallStatus, CallStore, Feature
+from voicebus_cli.local.functions import LoadedFunction
+from voicebus_cli.local.provision import ProvisionedStack
+from voicebus_cli.webhooks import BUS_EVENTS_DIR, bus_event, raw_body, webhook_event_files
+
+pytestmark = pytest.mark.integration
+
+BUS_FILES = sorted(BUS_EVENTS_DIR.glob("*.json"))
+
+
+def deliver(consumers: dict[str, LoadedFunction], event: dict[str, Any]) -> dict[str, Any]:
+    """Hand the event to the one function its rule targets, as EventBridge would."""
+    [function] = targets(event)
+    result: dict[str, Any] = consumers[function].invoke(event)
+    return result
+
+
+def test_bus_events_are_derived_from_the_webhook_samples() -> None:
+    webhooks = {path.name: path for path in webhook_event_files() if not path.name.endswith(".base64-body.json")}
+    assert {path.name for path in BUS_FILES} == set(webhooks)
+    for path in BUS_FILES:
+        expected = bus_event(raw_body(json.loads(webhooks[path.name].read_text())))
+        assert json.loads(path.read_text()) == expected, f"{path.name}: run `python -m voicebus_cli derive-bus-events`"
+
+
+@pytest.mark.parametrize("path", BUS_FILES, ids=[path.name for path in BUS_FILES])
+def test_each_bus_event_is_recorded_by_its_function(
+    path: Path, consumers: dict[str, LoadedFunction], call_store: CallStore
+) -> None:
+    event = json.loads(path.read_text())
+    data = event["detail"]["data"]
+
+    result = deliver(consumers, event)
+
+    assert (result["event_id"], result["event_type"]) == (data["id"], data["event_type"])
+    call_control_id = data["payload"].get("call_control_id")
+    if call_control_id:
+        assert data["id"] in {entry.event_id for entry in call_store.timeline(call_control_id)}
+        record = call_store.get_call(call_control_id)
+        assert record is not None
+        assert record.call_session_id == data["payload"]["call_session_id"]
+
+
+def test_a_whole_call_leaves_the_expected_record(consumers: dict[str, LoadedFunction], call_store: CallStore) -> None:
+    script = CallScript()
+    for webhook in script.basic_call():
+        deliver(consumers, as_bus_event(webhook))
+
+    record = call_store.get_call(script.call_control_id)
+    assert record is not None
+    assert record.status is not None
+    assert (record.status.value, record.status.hangup_cause, record.status.sip_hangup_cause) == (
+        CallStatus.HUNG_UP,
+        "normal_clearing",
+        "200",
+    )
+    assert (record.from_number, record.to_number, record.direction) == ("+15550001111", "+15550002222", "incoming")
+    assert record.initiated_at is not None and record.answered_at is not None and record.ended_at is not None
+    assert record.initiated_at < record.answered_at < record.ended_at
+    assert record.features[Feature.GATHER].model_extra == {"state": "ended", "status": "valid", "digits": "2"}
+    playback = record.features[Feature.PLAYBACK].model_extra
+    assert playback is not None
+    assert playback["status"] == "completed"
+    assert record.features[Feature.SPEAK].model_extra == {"state": "ended", "status": "completed"}
+    assert record.client_state is not None
+    assert (record.client_state.kind, record.client_state.value) == ("json", {"step": "voicemail"})
+    [recording] = record.recordings
+    assert (recording.recording_id, recording.status) == ("rec-1", "saved")
+    assert recording.model_extra is not None and recording.model_extra["formats"] == ["mp3"]
+    timeline = call_store.timeline(script.call_control_id)
+    assert [entry.event_type for entry in timeline] == [w["data"]["event_type"] for w in script.webhooks]
+    assert [leg.call_control_id for leg in call_store.calls_in_session(script.session)] == [script.call_control_id]
+
+
+def test_client_state_is_kept_raw_and_decoded(consumers: dict[str, LoadedFunction], call_store: CallStore) -> None:
+    cases = [(encode({"a": 1}), "json", {"a": 1}), ("aGVsbG8gd29ybGQ=", "text", "hello world"), ("%%", "invalid", None)]
+    for raw, kind, value in cases:
+        script = CallScript()
+        deliver(consumers, as_bus_event(script.event("call.answered", client_state=raw)))
+        record = call_store.get_call(script.call_control_id)
+        assert record is not None and record.client_state is not None
+        assert (record.client_state.raw, record.client_state.kind, record.client_state.value) == (raw, kind, value)
+
+
+def test_streaming_failure_keeps_the_reason(consumers: dict[str, LoadedFunction], call_store: CallStore) -> None:
+    script = CallScript()
+    deliver(consumers, as_bus_event(script.event("streaming.started", stream_id="s-1", stream_url="wss://x")))
+    deliver(
+        consumers,
+        as_bus_event(script.event("streaming.failed", stream_id="s-1", failure_reason="connection_failed")),
+    )
+    record = call_store.get_call(script.call_control_id)
+    assert record is not None
+    assert record.features[Feature.STREAMING].model_extra == {
+        "state": "failed",
+        "stream_id": "s-1",
+        "failure_reason": "connection_failed",
+    }
+
+
+def test_a_late_older_event_never_moves_state_backwards(
+    consumers: dict[str, LoadedFunction], call_store: CallStore
+) -> None:
+    script = CallScript()
+    answered = script.event("call.answered")
+    hangup = script.event("call.hangup", hangup_cause="normal_clearing")
+    deliver(consumers, as_bus_event(hangup))
+
+    result = deliver(consumers, as_bus_event(answered))
+
+    assert "status" in result["lanes_stale"]
+    record = call_store.get_call(script.call_control_id)
+    assert record is not None and record.status is not None
+    assert record.status.value == CallStatus.HUNG_UP
+    assert record.answered_at == answered["data"]["occurred_at"]
+
+
+def test_a_redelivered_event_is_not_processed_twice(
+    consumers: dict[str, LoadedFunction], call_store: CallStore, stack: ProvisionedStack
+) -> None:
+    script = CallScript()
+    event = as_bus_event(script.event("call.answered"))
+    first = deliver(consumers, event)
+    # Remove what the first delivery wrote: a second *processing* would write it again.
+    boto3.client("dynamodb").update_item(
+        TableName=stack.ref("CallsTable"),
+        Key={"pk": {"S": f"CALL#{script.call_control_id}"}, "sk": {"S": "STATE"}},
+        UpdateExpression="REMOVE #s",
+        ExpressionAttributeNames={"#s": "status"},
+    )
+
+    second = deliver(consumers, event)
+
+    assert second == first
+    record = call_store.get_call(script.call_control_id)
+    assert record is not None and record.status is None
+    idempotency = boto3.client("dynamodb").scan(TableName=stack.ref("IdempotencyTable"))["Items"]
+    assert len(idempotency) == 1
+
+
+def test_events_without_a_call_join_their_conference_timeline(
+    consumers: dict[str, LoadedFunction], stack: ProvisionedStack
+) -> None:
+    event = json.loads((BUS_EVENTS_DIR / "conference.speak.started.json").read_text())
+    deliver(consumers, event)
+    conference_id = event["detail"]["data"]["payload"]["conference_id"]
+    items = boto3.client("dynamodb").query(
+        TableName=stack.ref("CallsTable"),
+        KeyConditionExpression="pk = :pk",
+        ExpressionAttributeValues={":pk": {"S": f"CONFERENCE#{conference_id}"}},
+    )["Items"]
+    assert [item["event_type"]["S"] for item in items] == ["conference.speak.started"]
+
+
+def test_a_malformed_bus_event_fails_the_invocation(consumers: dict[str, LoadedFunction]) -> None:
+    event = as_bus_event(CallScript().event("call.answered"))
+    del event["detail"]["data"]["id"]
+    with pytest.raises(Exception, match="validation error"):
+        consumers["CallControlFunction"].invoke(event)
