@@ -37,6 +37,7 @@ def test_there_is_a_sample_for_every_seed_event_type() -> None:
 def test_env_json_holds_the_test_public_key(test_key: TestKeyPair) -> None:
     env = json.loads((ROOT / "events" / "env.json").read_text())
     assert env["IngressFunction"]["TELNYX_PUBLIC_KEY"] == test_key.public_key_b64
+    assert {"EVENT_BUS_NAME", "CALLS_TABLE_NAME", "IDEMPOTENCY_TABLE_NAME"} <= set(env["Parameters"])
 
 
 @pytest.mark.parametrize("path", FILES, ids=[path.name for path in FILES])
