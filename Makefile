@@ -29,6 +29,7 @@ typecheck: setup
 validate: setup
 	$(SAM) validate --lint --region $(REGION)
 	.tools/sam/bin/cfn-lint template.yaml
+	.tools/checkov/bin/checkov --file template.yaml --framework cloudformation --compact --quiet
 
 build: setup
 	$(SAM) build

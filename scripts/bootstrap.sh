@@ -3,11 +3,13 @@
 #   .venv           the project (runtime + dev dependencies, from uv.lock)
 #   .tools/uv       uv itself
 #   .tools/sam      aws-sam-cli and cfn-lint, kept apart: their pins clash with moto's
+#   .tools/checkov  checkov, likewise (it pins old pydantic and aws-sam-cli)
 # Lambda runs python3.13, so everything here does too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SAM_CLI_VERSION="1.170.0"
+CHECKOV_VERSION="3.3.30"
 
 find_python313() {
     if command -v python3.13 >/dev/null 2>&1 && python3.13 -c 'import sys; assert sys.version_info[:2] == (3, 13)' 2>/dev/null; then
@@ -51,6 +53,12 @@ if [ ! -x .tools/sam/bin/sam ] || ! .tools/sam/bin/sam --version | grep -q "$SAM
     echo "bootstrap: installing aws-sam-cli $SAM_CLI_VERSION into .tools/sam"
     "$UV" venv --quiet --python "$PY313" .tools/sam
     "$UV" pip install --quiet --python .tools/sam/bin/python "aws-sam-cli==$SAM_CLI_VERSION"
+fi
+
+if [ ! -x .tools/checkov/bin/checkov ] || ! .tools/checkov/bin/checkov --version | grep -q "$CHECKOV_VERSION"; then
+    echo "bootstrap: installing checkov $CHECKOV_VERSION into .tools/checkov"
+    "$UV" venv --quiet --python "$PY313" .tools/checkov
+    "$UV" pip install --quiet --python .tools/checkov/bin/python "checkov==$CHECKOV_VERSION"
 fi
 
 # `sam build` looks for python3.13 (with pip) on PATH; the Makefile puts .tools/bin first.
