@@ -77,3 +77,14 @@ def consumers(stack: ProvisionedStack) -> LazyFunctions:
 @pytest.fixture
 def call_store(stack: ProvisionedStack) -> CallStore:
     return CallStore(boto3.client("dynamodb"), stack.ref("CallsTable"))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The reliability figures measured in this run (see tests/support/report.py)."""
+    from tests.support.report import render
+
+    lines = render()
+    if lines:
+        terminalreporter.section("reliability summary")
+        for line in lines:
+            terminalreporter.write_line(line)

@@ -65,7 +65,9 @@ class LoadedFunction:
 
     def __init__(self, name: str, code_uri: str, handler: str, env: Mapping[str, str]) -> None:
         self.name = name
-        self.env = dict(env)
+        # Lambda sets this; Powertools idempotency keys records by it, so two functions that
+        # consume the same event (same data.id) keep separate records.
+        self.env = {"AWS_LAMBDA_FUNCTION_NAME": name, **env}
         module_name, _, attribute = handler.rpartition(".")
         path = ROOT / code_uri / f"{module_name.replace('.', '/')}.py"
         spec = importlib.util.spec_from_file_location(f"voicebus_function_{name}_{uuid.uuid4().hex}", path)
