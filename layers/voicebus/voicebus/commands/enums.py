@@ -427,7 +427,7 @@ TranscriptionEngine = Literal[
 """TranscriptionStartRequest.transcription_engine."""
 
 TranscriptionTracks = Literal["inbound", "outbound", "both"]
-"""TranscriptionStartRequest.transcription_tracks: a plain string in the schema; these are the values its description allows."""
+"""TranscriptionStartRequest.transcription_tracks: a plain string in the schema; its description allows these."""
 
 SiprecTransport = Literal["udp", "tcp", "tls"]
 """StartSiprecRequest.sip_transport."""
