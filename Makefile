@@ -29,7 +29,7 @@ typecheck: setup
 validate: setup
 	$(SAM) validate --lint --region $(REGION)
 	.tools/sam/bin/cfn-lint template.yaml
-	.tools/checkov/bin/checkov --file template.yaml --framework cloudformation --compact --quiet
+	.tools/checkov/bin/checkov --file template.yaml --framework cloudformation --compact --quiet --skip-download
 
 build: setup
 	$(SAM) build

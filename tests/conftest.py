@@ -13,6 +13,7 @@ import boto3
 import pytest
 
 from tests.support.bus import BusTap
+from tests.support.telnyx_api import TelnyxApiStandIn
 from voicebus.state import CallStore
 from voicebus_cli.local.functions import LoadedFunction
 from voicebus_cli.local.moto_server import MotoServer
@@ -55,23 +56,43 @@ def ingress(stack: ProvisionedStack) -> LoadedFunction:
     return LoadedFunction("IngressFunction", function.code_uri, function.handler, function.environment)
 
 
-class LazyFunctions(dict[str, LoadedFunction]):
-    """Functions behind rules, each loaded (cold-started) the first time a test uses it."""
+@pytest.fixture(scope="session")
+def telnyx_stand_in() -> Iterator[TelnyxApiStandIn]:
+    """The local Telnyx API (checks every request against the OpenAPI spec), for the whole run."""
+    with TelnyxApiStandIn() as api:
+        yield api
 
-    def __init__(self, stack: ProvisionedStack) -> None:
+
+@pytest.fixture
+def telnyx_api(telnyx_stand_in: TelnyxApiStandIn) -> TelnyxApiStandIn:
+    """The stand-in with no requests or faults left over from earlier tests."""
+    telnyx_stand_in.clear()
+    return telnyx_stand_in
+
+
+class LazyFunctions(dict[str, LoadedFunction]):
+    """Functions behind rules, each loaded (cold-started) the first time a test uses it.
+
+    Their Telnyx calls go to the stand-in: TELNYX_API_KEY and TELNYX_BASE_URL are set
+    on top of the template's environment, as a local run does.
+    """
+
+    def __init__(self, stack: ProvisionedStack, telnyx_api: TelnyxApiStandIn) -> None:
         super().__init__()
         self._stack = stack
+        self._telnyx_env = {"TELNYX_API_KEY": telnyx_api.api_key, "TELNYX_BASE_URL": telnyx_api.base_url}
 
     def __missing__(self, name: str) -> LoadedFunction:
         function = self._stack.functions[name]
-        loaded = LoadedFunction(name, function.code_uri, function.handler, function.environment)
+        env = {**function.environment, **self._telnyx_env}
+        loaded = LoadedFunction(name, function.code_uri, function.handler, env)
         self[name] = loaded
         return loaded
 
 
 @pytest.fixture
-def consumers(stack: ProvisionedStack) -> LazyFunctions:
-    return LazyFunctions(stack)
+def consumers(stack: ProvisionedStack, telnyx_api: TelnyxApiStandIn) -> LazyFunctions:
+    return LazyFunctions(stack, telnyx_api)
 
 
 @pytest.fixture

@@ -23,9 +23,10 @@ BUS_FILES = sorted(BUS_EVENTS_DIR.glob("*.json"))
 
 
 def deliver(consumers: dict[str, LoadedFunction], event: dict[str, Any]) -> dict[str, Any]:
-    """Hand the event to the one function its rule targets, as EventBridge would."""
-    [function] = targets(event)
-    result: dict[str, Any] = consumers[function].invoke(event)
+    """Hand the event to every function a rule targets, as EventBridge would; the family's result."""
+    results = {function: consumers[function].invoke(event) for function in sorted(targets(event))}
+    family = [name for name in results if name != "CallControlFunction"] or ["CallControlFunction"]
+    result: dict[str, Any] = results[family[0]]
     return result
 
 

@@ -33,7 +33,8 @@ from voicebus.state import CallStore
 CORRELATION_ID_PATH = "detail.data.id"
 IDEMPOTENCY_EXPIRY_SECONDS = 6 * 3600  # longer than Telnyx's retries and EventBridge's retry window
 
-Act = Callable[[TelnyxWebhook, RecordedEvent], dict[str, Any] | None]
+# The work a family does beyond recording: archive a file, advance an IVR flow, ...
+Act = Callable[[TelnyxWebhook, RecordedEvent, LambdaContext], dict[str, Any] | None]
 Handler = Callable[[dict[str, Any], LambdaContext], dict[str, Any]]
 
 
@@ -45,6 +46,7 @@ class EventConsumer:
         self.logger = logger
         self.metrics = metrics
         self.act = act
+        self._context: LambdaContext | None = None
         self.idempotency = IdempotencyConfig(
             event_key_jmespath="data.id", expires_after_seconds=IDEMPOTENCY_EXPIRY_SECONDS
         )
@@ -55,6 +57,7 @@ class EventConsumer:
 
     def handle(self, event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         self.idempotency.register_lambda_context(context)
+        self._context = context
         webhook = parse(event=event, model=TelnyxBusEvent).detail
         payload = webhook.data.payload
         self.logger.append_keys(
@@ -72,7 +75,10 @@ class EventConsumer:
         if recorded.lanes_stale:
             # An older event arrived after a newer one: expected, counted, not an error.
             self.metrics.add_metric(name="StaleLaneWrites", unit=MetricUnit.Count, value=len(recorded.lanes_stale))
-        outcome = self.act(webhook, recorded) if self.act else None
+        outcome = None
+        if self.act is not None:
+            assert self._context is not None, "handle() registers the context before processing"
+            outcome = self.act(webhook, recorded, self._context)
         self.logger.info(
             "event recorded",
             extra={"lanes_written": recorded.lanes_written, "lanes_stale": recorded.lanes_stale},
