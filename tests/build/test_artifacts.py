@@ -56,7 +56,8 @@ def _functions(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def _layer_dirs(template: dict[str, Any], properties: dict[str, Any]) -> list[Path]:
-    layers = properties.get("Layers") or template.get("Globals", {}).get("Function", {}).get("Layers", [])
+    # SAM appends a function's own layers to those in Globals.
+    layers = [*template.get("Globals", {}).get("Function", {}).get("Layers", []), *properties.get("Layers", [])]
     dirs = []
     for layer in layers:
         logical = layer["Ref"] if isinstance(layer, dict) else None

@@ -31,18 +31,18 @@ class WebhookPublisher:
 
     def publish(self, webhook: WebhookSummary, body_text: str) -> None:
         """Put the body, unchanged, as the Detail of one entry typed by the event type."""
-        entry = {
-            "EventBusName": self._bus_name,
-            "Source": TELNYX_SOURCE,
-            "DetailType": webhook.event_type,
-            "Detail": body_text,
-        }
-        try:
-            response = self._client.put_events(Entries=[entry])  # type: ignore[list-item]
-        except (BotoCoreError, ClientError) as exc:
-            raise PublishError(f"PutEvents failed: {type(exc).__name__}") from exc
-        if response.get("FailedEntryCount", 0):
-            failed = response["Entries"][0]
-            raise PublishError(
-                f"PutEvents refused the entry: {failed.get('ErrorCode', 'unknown')} {failed.get('ErrorMessage', '')}"
-            )
+        put_entry(self._client, self._bus_name, TELNYX_SOURCE, webhook.event_type, body_text)
+
+
+def put_entry(client: EventBridgeClient, bus_name: str, source: str, detail_type: str, detail: str) -> None:
+    """One PutEvents entry; `PublishError` unless EventBridge took it."""
+    entry = {"EventBusName": bus_name, "Source": source, "DetailType": detail_type, "Detail": detail}
+    try:
+        response = client.put_events(Entries=[entry])  # type: ignore[list-item]
+    except (BotoCoreError, ClientError) as exc:
+        raise PublishError(f"PutEvents failed: {type(exc).__name__}") from exc
+    if response.get("FailedEntryCount", 0):
+        failed = response["Entries"][0]
+        raise PublishError(
+            f"PutEvents refused the entry: {failed.get('ErrorCode', 'unknown')} {failed.get('ErrorMessage', '')}"
+        )

@@ -345,6 +345,8 @@ class CallStore:
         features = {feature: item[feature.value] for feature in Feature if feature.value in item}
         return CallRecord.model_validate(
             {
+                # A command may write a lane before any webhook of the call: the key still says whose it is.
+                "call_control_id": item["pk"].removeprefix("CALL#"),
                 **item,
                 "status": item.get("status"),
                 "features": features,
