@@ -71,6 +71,7 @@ class EventConsumer:
 
     def _process(self, webhook: TelnyxWebhook) -> dict[str, Any]:
         recorded = self.recorder.record(webhook.data)
+        self.metrics.add_dimension(name="EventType", value=recorded.event_type)
         self.metrics.add_metric(name="EventsRecorded", unit=MetricUnit.Count, value=1)
         if recorded.lanes_stale:
             # An older event arrived after a newer one: expected, counted, not an error.
