@@ -68,3 +68,10 @@ ln -sf "$PY313" .tools/bin/python3.13
 # The layer package and the developer tools, importable from the venv (python -m voicebus_cli).
 SITE="$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
 printf '%s\n' "$PWD/layers/voicebus" "$PWD/tools" > "$SITE/voicebus-dev.pth"
+
+# `voicebus redrive`, `voicebus call`, ...: the developer CLI on the venv's PATH.
+cat > .venv/bin/voicebus <<'SCRIPT'
+#!/usr/bin/env bash
+exec "$(dirname "$0")/python" -m voicebus_cli "$@"
+SCRIPT
+chmod +x .venv/bin/voicebus

@@ -66,7 +66,11 @@ def calls(draw: st.DrawFn) -> list[tuple[str, int, dict[str, Any]]]:
 
 @pytest.fixture(scope="module")
 def store(moto_server: MotoServer) -> CallStore:
-    stack = provision(Stack(load_template(), f"p{uuid.uuid4().hex[:8]}", parameters={"TelnyxPublicKey": "x"}))
+    parameters = {
+        "TelnyxPublicKey": "x",
+        "TelnyxApiKeySecretArn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:x",
+    }
+    stack = provision(Stack(load_template(), f"p{uuid.uuid4().hex[:8]}", parameters=parameters))
     return CallStore(boto3.client("dynamodb"), stack.ref("CallsTable"))
 
 

@@ -8,7 +8,9 @@ import sys
 import time
 from pathlib import Path
 
+from voicebus.settings import ConfigurationError
 from voicebus.signature import sign
+from voicebus_cli.operations import Target, TargetError, print_redrive, redrive, resolve_target, show_call
 from voicebus_cli.testkey import load_test_key
 from voicebus_cli.webhooks import BUS_EVENTS_DIR, bus_event, raw_body, resign_event, webhook_event_files
 
@@ -54,6 +56,36 @@ def _derive_bus_events(args: argparse.Namespace) -> int:
     return 0
 
 
+def _target(args: argparse.Namespace) -> Target:
+    target = resolve_target(
+        stack=args.stack,
+        local=args.local,
+        bus=getattr(args, "bus", None),
+        table=getattr(args, "table", None),
+        queue_urls=getattr(args, "queue_url", None),
+    )
+    target.apply()
+    return target
+
+
+def _redrive(args: argparse.Namespace) -> int:
+    """Move dead-lettered events back onto the bus, after a fix."""
+    report = redrive(_target(args), dry_run=args.dry_run, limit=args.max)
+    print_redrive(report, args.dry_run)
+    return 1 if report.failed else 0
+
+
+def _call(args: argparse.Namespace) -> int:
+    """Print a call's state and timeline from DynamoDB."""
+    return show_call(_target(args), args.call_control_id)
+
+
+def _where(parser: argparse.ArgumentParser) -> None:
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--stack", help="a deployed stack's name (reads its outputs)")
+    where.add_argument("--local", action="store_true", help="the stack `make local` runs")
+
+
 def _demo(args: argparse.Namespace) -> int:
     from voicebus_cli.demo import run_demo
 
@@ -73,9 +105,25 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("derive-bus-events", help="write events/bus/*.json from events/webhooks").set_defaults(
         run=_derive_bus_events
     )
+    redrive_parser = commands.add_parser("redrive", help="move dead-lettered events back onto the bus")
+    _where(redrive_parser)
+    redrive_parser.add_argument("--bus", help="the event bus name (instead of --stack/--local)")
+    redrive_parser.add_argument("--queue-url", action="append", help="a dead-letter queue URL (repeatable)")
+    redrive_parser.add_argument("--dry-run", action="store_true", help="list what would be redriven, change nothing")
+    redrive_parser.add_argument("--max", type=int, default=1000, help="at most this many messages per queue")
+    redrive_parser.set_defaults(run=_redrive)
+    call_parser = commands.add_parser("call", help="print a call's state and timeline")
+    call_parser.add_argument("call_control_id")
+    _where(call_parser)
+    call_parser.add_argument("--table", help="the calls table name (instead of --stack/--local)")
+    call_parser.set_defaults(run=_call)
     commands.add_parser("demo", help="run the local stack and play a call through it").set_defaults(run=_demo)
     args = parser.parse_args(argv)
-    return int(args.run(args))
+    try:
+        return int(args.run(args))
+    except (TargetError, ConfigurationError) as error:
+        print(f"voicebus {args.command}: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

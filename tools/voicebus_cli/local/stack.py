@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
+from tests.support.telnyx_api import TelnyxApiStandIn
 from voicebus_cli.local.functions import LoadedFunction
 from voicebus_cli.local.http_api import LocalHttpApi
 from voicebus_cli.local.moto_server import MotoServer
@@ -35,11 +36,13 @@ class LocalStack:
     function_env: dict[str, str] = field(default_factory=dict)
     on_invocation: Callable[[Invocation], None] = lambda invocation: None
     moto: MotoServer | None = None
+    telnyx_api: TelnyxApiStandIn | None = None
     provisioned: ProvisionedStack | None = None
     api: LocalHttpApi | None = None
     functions: dict[str, LoadedFunction] = field(default_factory=dict)
     workers: list[RuleWorker] = field(default_factory=list)
     _owns_moto: bool = False
+    _owns_telnyx_api: bool = False
 
     def start(self, environ: dict[str, str]) -> LocalStack:
         """Start moto (unless given one), provision, load the functions, serve and poll.
@@ -50,6 +53,10 @@ class LocalStack:
             self.moto = MotoServer().start()
             self._owns_moto = True
         environ.update(self.moto.environment())
+        if self.telnyx_api is None:
+            self.telnyx_api = TelnyxApiStandIn().start()
+            self._owns_telnyx_api = True
+        telnyx_env = {"TELNYX_API_KEY": self.telnyx_api.api_key, "TELNYX_BASE_URL": self.telnyx_api.base_url}
         parameters = {
             "TelnyxPublicKey": load_test_key().public_key_b64,
             "TelnyxApiKeySecretArn": LOCAL_SECRET_ARN,
@@ -57,7 +64,7 @@ class LocalStack:
         }
         self.provisioned = provision(Stack(load_template(), self.name, parameters=parameters))
         for logical, function in self.provisioned.functions.items():
-            env = {**function.environment, **self.function_env}
+            env = {**function.environment, **telnyx_env, **self.function_env}
             self.functions[logical] = LoadedFunction(logical, function.code_uri, function.handler, env)
         self.api = LocalHttpApi(self.functions["IngressFunction"]).start()
         for logical, function in self.provisioned.functions.items():
@@ -133,6 +140,8 @@ class LocalStack:
             self.api.stop()
         if self._owns_moto and self.moto is not None:
             self.moto.stop()
+        if self._owns_telnyx_api and self.telnyx_api is not None:
+            self.telnyx_api.stop()
 
     def __enter__(self) -> LocalStack:
         return self
