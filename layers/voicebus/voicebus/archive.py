@@ -17,15 +17,16 @@ so two concurrent deliveries cannot both add a version either.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import re
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit, urlunsplit
 
 import urllib3
@@ -34,7 +35,7 @@ from urllib3.exceptions import HTTPError
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
-    from mypy_boto3_s3.type_defs import CompletedPartTypeDef
+    from mypy_boto3_s3.type_defs import CompletedPartTypeDef, CopySourceTypeDef
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +52,9 @@ DEFAULT_CONNECT_TIMEOUT = 5.0
 DEFAULT_READ_TIMEOUT = 30.0
 
 SHA256_METADATA_KEY = "sha256"
+# Every part carries a CRC32 that S3 checks on arrival, as boto3's upload_file does;
+# declaring it at CreateMultipartUpload also spares S3 a full-object checksum at the end.
+PART_CHECKSUM_ALGORITHM: Final = "CRC32"
 # Where large recordings are streamed before the final object is assembled;
 # reserved, and worth a lifecycle rule (a killed invocation cannot clean up).
 STAGING_PREFIX = "staging/"
@@ -177,14 +181,13 @@ def transcript_key(
     With `call_control_id`: `transcripts/YYYY/MM/DD/<session>/<call_control_id>.<fmt>`.
     `fmt` is `json` or `txt`; `started_at` is the recording's or the call's start.
     """
-    if (recording_id is None) == (call_control_id is None):
-        raise ValueError("give exactly one of recording_id and call_control_id")
     if fmt not in TRANSCRIPT_FORMATS:
         raise ValueError(f"transcript format must be one of {sorted(TRANSCRIPT_FORMATS)}, got {fmt!r}")
-    if recording_id is not None:
+    if recording_id is not None and call_control_id is None:
         return f"{_dated('recordings', started_at, call_session_id)}/{safe_component(recording_id)}.transcript.{fmt}"
-    assert call_control_id is not None  # noqa: S101 - narrowed by the check above
-    return f"{_dated('transcripts', started_at, call_session_id)}/{safe_component(call_control_id)}.{fmt}"
+    if call_control_id is not None and recording_id is None:
+        return f"{_dated('transcripts', started_at, call_session_id)}/{safe_component(call_control_id)}.{fmt}"
+    raise ValueError("give exactly one of recording_id and call_control_id")
 
 
 def recording_metadata(
@@ -237,16 +240,16 @@ class RecordingArchiver:
     def archive(self, source: RecordingSource) -> ArchivedObject:
         """Stream `source` into the bucket under `source.key`, unless the same bytes are already there."""
         existing = self._head(source.key)
-        response = self._open(source)
-        with ExitStack() as cleanup:
-            cleanup.callback(_discard, response)
-            length = _content_length(response)
+        body = self._open(source)
+        try:
+            length = body.content_length
             if existing and existing.sha256 and length is not None and existing.size == length:
                 return existing.archived(self._bucket, source.key)
             if length is not None and length > self._part_size * MAX_PARTS:
                 raise ArchiveError(f"{source.key}: {length} bytes need more than {MAX_PARTS} parts; raise part_size")
-            return self._transfer(response, source, existing, length)
-        raise AssertionError("unreachable")  # pragma: no cover - ExitStack does not swallow exceptions
+            return self._transfer(body, source, existing)
+        finally:
+            body.discard()
 
     def archive_text(
         self, key: str, text: str, content_type: str, metadata: Mapping[str, str] | None = None
@@ -254,34 +257,35 @@ class RecordingArchiver:
         """Put a small text (a transcript) in one request; skipped when the same text is already there."""
         _check_key(key)
         _check_metadata(metadata or {})
-        body = text.encode("utf-8")
-        sha256 = hashlib.sha256(body).hexdigest()
+        data = text.encode("utf-8")
+        sha256 = hashlib.sha256(data).hexdigest()
         existing = self._head(key)
         if existing and existing.sha256 == sha256:
             return existing.archived(self._bucket, key)
-        return self._put(key, body, sha256, content_type, metadata or {}, existing)
+        return self._put(key, data, sha256, content_type, metadata or {}, existing)
 
     # ------------------------------------------------------------------ download
 
-    def _open(self, source: RecordingSource) -> urllib3.BaseHTTPResponse:
+    def _open(self, source: RecordingSource) -> _Body:
         """GET the recording; on an expired link, GET once more from `refresh()`."""
-        response = self._get(source.url)
+        url = source.url
+        response = self._get(url, source.key)
         if response.status in EXPIRED_LINK_STATUSES and source.refresh is not None:
-            _discard(response)
+            _Body(response, url, source.key).discard()
             try:
-                fresh_url = source.refresh()
+                url = source.refresh()
             except Exception as exc:
                 raise ArchiveError(f"{source.key}: refreshing the expired download link failed: {exc}") from exc
-            if urlsplit(fresh_url).scheme.lower() not in {"http", "https"}:
+            if urlsplit(url).scheme.lower() not in {"http", "https"}:
                 raise ArchiveError(f"{source.key}: the refreshed download link is not http(s)")
-            response = self._get(fresh_url)
+            response = self._get(url, source.key)
         if response.status != 200:
-            _discard(response)
-            raise ArchiveError(f"{source.key}: downloading {_redact(response.geturl() or '')} answered {response.status}")
-        return response
+            _Body(response, url, source.key).discard()
+            raise ArchiveError(f"{source.key}: downloading {_redact(url)} answered HTTP {response.status}")
+        return _Body(response, url, source.key)
 
-    def _get(self, url: str) -> urllib3.BaseHTTPResponse:
-        with _reading(url):
+    def _get(self, url: str, key: str) -> urllib3.BaseHTTPResponse:
+        with _reading(url, key):
             return self._http.request(
                 "GET",
                 url,
@@ -290,137 +294,127 @@ class RecordingArchiver:
                 decode_content=False,
             )
 
-    def _fill(self, response: urllib3.BaseHTTPResponse, part: bytearray, digest: Any) -> int:
-        """Read into `part` until it is full or the body ends; hash what was read."""
-        filled = 0
-        with memoryview(part) as view, _reading(response.geturl() or ""):
-            while filled < len(part):
-                window = view[filled : filled + READ_CHUNK_SIZE]
-                count = response.readinto(window)
-                if count == 0:
-                    break
-                digest.update(window[:count])
-                filled += count
-        return filled
-
     # ------------------------------------------------------------------ upload
 
-    def _transfer(
-        self,
-        response: urllib3.BaseHTTPResponse,
-        source: RecordingSource,
-        existing: _ExistingObject | None,
-        length: int | None,
-    ) -> ArchivedObject:
-        digest = hashlib.sha256()
+    def _transfer(self, body: _Body, source: RecordingSource, existing: _ExistingObject | None) -> ArchivedObject:
         part = bytearray(self._part_size)
-        filled = self._fill(response, part, digest)
-        if filled < self._part_size:
-            # The whole recording fits in one part: one PutObject, no staging.
-            del part[filled:]
-            _check_length(source.key, filled, length)
-            sha256 = digest.hexdigest()
-            if existing and existing.sha256 == sha256:
-                return existing.archived(self._bucket, source.key)
-            return self._put(source.key, part, sha256, source.content_type, source.metadata, existing)
-        return self._transfer_in_parts(response, source, existing, length, part, digest)
+        filled = body.fill(part)
+        if filled == self._part_size:
+            return self._transfer_in_parts(body, source, existing, part)
+        # The whole recording fits in one part: one PutObject, no staging.
+        del part[filled:]
+        body.check_complete()
+        sha256 = body.sha256.hexdigest()
+        if existing and existing.sha256 == sha256:
+            return existing.archived(self._bucket, source.key)
+        return self._put(source.key, part, sha256, source.content_type, source.metadata, existing)
 
     def _transfer_in_parts(
-        self,
-        response: urllib3.BaseHTTPResponse,
-        source: RecordingSource,
-        existing: _ExistingObject | None,
-        length: int | None,
-        part: bytearray,
-        digest: Any,
+        self, body: _Body, source: RecordingSource, existing: _ExistingObject | None, part: bytearray
     ) -> ArchivedObject:
-        staging_key = f"{STAGING_PREFIX}{uuid.uuid4().hex}/{source.key}"
-        with ExitStack() as undo:
-            upload_id = self._create_upload(staging_key, source.content_type, source.metadata)
-            undo.callback(self._abort_quietly, staging_key, upload_id)
-            part_sizes: list[int] = []
-            parts: list[CompletedPartTypeDef] = []
-            while part:
-                number = len(parts) + 1
-                if number > MAX_PARTS:
-                    raise ArchiveError(f"{source.key}: the body needs more than {MAX_PARTS} parts; raise part_size")
-                with _s3_call(f"UploadPart {number} of {source.key}"):
-                    answer = self._s3.upload_part(
-                        Bucket=self._bucket, Key=staging_key, UploadId=upload_id, PartNumber=number, Body=part
-                    )
-                parts.append({"PartNumber": number, "ETag": answer["ETag"]})
-                part_sizes.append(len(part))
-                if len(part) < self._part_size:
-                    break
-                filled = self._fill(response, part, digest)
-                del part[filled:]
-            size = sum(part_sizes)
-            _check_length(source.key, size, length)
-            sha256 = digest.hexdigest()
+        # A key of its own, whatever the final key's length; the metadata says which recording it is.
+        staging_key = f"{STAGING_PREFIX}{uuid.uuid4().hex}"
+        upload_id = self._create_upload(staging_key, source.content_type, source.metadata)
+        try:
+            parts = self._upload_parts(body, source.key, staging_key, upload_id, part)
+            body.check_complete()
+            sha256 = body.sha256.hexdigest()
             if existing and existing.sha256 == sha256:
-                return existing.archived(self._bucket, source.key)  # undo aborts the staging upload
-
-            with _s3_call(f"CompleteMultipartUpload of {staging_key}"):
+                # The same bytes are archived already: no new version, not even a staged one.
+                self._abort_quietly(staging_key, upload_id)
+                return existing.archived(self._bucket, source.key)
+            with _s3_call(f"CompleteMultipartUpload of {source.key} into {staging_key}"):
                 staged = self._s3.complete_multipart_upload(
-                    Bucket=self._bucket, Key=staging_key, UploadId=upload_id, MultipartUpload={"Parts": parts}
+                    Bucket=self._bucket,
+                    Key=staging_key,
+                    UploadId=upload_id,
+                    MultipartUpload={"Parts": [part.completed() for part in parts]},
                 )
-            undo.pop_all()
-            undo.callback(self._delete_quietly, staging_key, staged.get("VersionId"))
-            return self._assemble(source, staging_key, staged.get("VersionId"), part_sizes, sha256, existing)
-        raise AssertionError("unreachable")  # pragma: no cover - ExitStack does not swallow exceptions
+        except BaseException:
+            self._abort_quietly(staging_key, upload_id)
+            raise
+        staged_source: CopySourceTypeDef = {"Bucket": self._bucket, "Key": staging_key}
+        if staged.get("VersionId"):
+            staged_source["VersionId"] = staged["VersionId"]
+        try:
+            return self._assemble(source, staged_source, parts, sha256, existing)
+        finally:
+            self._delete_quietly(staged_source)
+
+    def _upload_parts(self, body: _Body, key: str, staging_key: str, upload_id: str, part: bytearray) -> list[_Part]:
+        """Upload `part`, refill it from the body, repeat: that one buffer is all the recording held."""
+        parts: list[_Part] = []
+        offset = 0
+        while part:
+            number = len(parts) + 1
+            if number > MAX_PARTS:
+                raise ArchiveError(f"{key}: the body needs more than {MAX_PARTS} parts; raise part_size")
+            with _s3_call(f"UploadPart {number} of {key} into {staging_key}"):
+                # botocore takes a bytearray as it is (validate.py); the stubs only list bytes.
+                answer = self._s3.upload_part(
+                    Bucket=self._bucket,
+                    Key=staging_key,
+                    UploadId=upload_id,
+                    PartNumber=number,
+                    Body=part,  # type: ignore[arg-type]
+                    ChecksumAlgorithm=PART_CHECKSUM_ALGORITHM,
+                )
+            parts.append(_Part(number, offset, len(part), answer["ETag"], answer.get("ChecksumCRC32")))
+            offset += len(part)
+            if len(part) < self._part_size:
+                break
+            del part[body.fill(part) :]
+        return parts
 
     def _assemble(
         self,
         source: RecordingSource,
-        staging_key: str,
-        staging_version: str | None,
-        part_sizes: list[int],
+        staged: CopySourceTypeDef,
+        parts: list[_Part],
         sha256: str,
         existing: _ExistingObject | None,
     ) -> ArchivedObject:
-        """Copy the staged parts, server-side, into the final object created with its sha256."""
+        """Create the final object with its sha256 and copy the staged parts into it, server-side."""
         metadata = {**source.metadata, SHA256_METADATA_KEY: sha256}
-        copy_source: dict[str, str] = {"Bucket": self._bucket, "Key": staging_key}
-        if staging_version:
-            copy_source["VersionId"] = staging_version
-        with ExitStack() as undo:
-            upload_id = self._create_upload(source.key, source.content_type, metadata)
-            undo.callback(self._abort_quietly, source.key, upload_id)
-            parts: list[CompletedPartTypeDef] = []
-            start = 0
-            for number, part_size in enumerate(part_sizes, start=1):
-                with _s3_call(f"UploadPartCopy {number} of {source.key}"):
+        upload_id = self._create_upload(source.key, source.content_type, metadata)
+        try:
+            copied: list[CompletedPartTypeDef] = []
+            for part in parts:
+                with _s3_call(f"UploadPartCopy {part.number} of {source.key}"):
                     answer = self._s3.upload_part_copy(
                         Bucket=self._bucket,
                         Key=source.key,
                         UploadId=upload_id,
-                        PartNumber=number,
-                        CopySource=copy_source,  # type: ignore[arg-type]
-                        CopySourceRange=f"bytes={start}-{start + part_size - 1}",
+                        PartNumber=part.number,
+                        CopySource=staged,
+                        CopySourceRange=f"bytes={part.offset}-{part.offset + part.size - 1}",
                     )
-                parts.append({"PartNumber": number, "ETag": answer["CopyPartResult"]["ETag"]})
-                start += part_size
-            try:
-                completed = self._s3.complete_multipart_upload(
-                    Bucket=self._bucket,
-                    Key=source.key,
-                    UploadId=upload_id,
-                    MultipartUpload={"Parts": parts},
-                    **_condition(existing),
+                result = answer["CopyPartResult"]
+                copied.append(
+                    dataclasses.replace(part, etag=result["ETag"], crc32=result.get("ChecksumCRC32")).completed()
                 )
-            except ClientError as exc:
-                if _error_code(exc) in _CONDITIONAL_WRITE_CONFLICTS:
-                    return self._settle_conflict(source.key, sha256)
-                raise ArchiveError(f"CompleteMultipartUpload of {source.key} failed: {_describe(exc)}") from exc
-            except BotoCoreError as exc:
-                raise ArchiveError(f"CompleteMultipartUpload of {source.key} failed: {_describe(exc)}") from exc
-            undo.pop_all()
-        return ArchivedObject(self._bucket, source.key, completed.get("VersionId"), start, sha256, uploaded=True)
+            completed = self._s3.complete_multipart_upload(
+                Bucket=self._bucket,
+                Key=source.key,
+                UploadId=upload_id,
+                MultipartUpload={"Parts": copied},
+                **_condition(existing),
+            )
+        except (BotoCoreError, ClientError) as exc:
+            self._abort_quietly(source.key, upload_id)
+            if isinstance(exc, ClientError) and _error_code(exc) in _CONDITIONAL_WRITE_CONFLICTS:
+                return self._settle_conflict(source.key, sha256)
+            raise ArchiveError(f"CompleteMultipartUpload of {source.key} failed: {_describe(exc)}") from exc
+        except BaseException:
+            self._abort_quietly(source.key, upload_id)
+            raise
+        size = sum(part.size for part in parts)
+        return ArchivedObject(self._bucket, source.key, completed.get("VersionId"), size, sha256, uploaded=True)
 
     def _put(
         self,
         key: str,
-        body: bytes | bytearray,
+        data: bytes | bytearray,
         sha256: str,
         content_type: str,
         metadata: Mapping[str, str],
@@ -430,22 +424,20 @@ class RecordingArchiver:
             answer = self._s3.put_object(
                 Bucket=self._bucket,
                 Key=key,
-                Body=body,
+                Body=data,  # type: ignore[arg-type]  # a bytearray part, taken as it is by botocore
                 ContentType=content_type,
                 Metadata={**metadata, SHA256_METADATA_KEY: sha256},
                 **self._encryption,
                 **_condition(existing),
             )
-        except ClientError as exc:
-            if _error_code(exc) in _CONDITIONAL_WRITE_CONFLICTS:
+        except (BotoCoreError, ClientError) as exc:
+            if isinstance(exc, ClientError) and _error_code(exc) in _CONDITIONAL_WRITE_CONFLICTS:
                 return self._settle_conflict(key, sha256)
             raise ArchiveError(f"PutObject of {key} failed: {_describe(exc)}") from exc
-        except BotoCoreError as exc:
-            raise ArchiveError(f"PutObject of {key} failed: {_describe(exc)}") from exc
-        return ArchivedObject(self._bucket, key, answer.get("VersionId"), len(body), sha256, uploaded=True)
+        return ArchivedObject(self._bucket, key, answer.get("VersionId"), len(data), sha256, uploaded=True)
 
     def _settle_conflict(self, key: str, sha256: str) -> ArchivedObject:
-        """Another writer got there first: fine if it wrote the same bytes."""
+        """Another writer got there first, between our HeadObject and our write: fine if it wrote these bytes."""
         winner = self._head(key)
         if winner and winner.sha256 == sha256:
             return winner.archived(self._bucket, key)
@@ -456,11 +448,9 @@ class RecordingArchiver:
     def _head(self, key: str) -> _ExistingObject | None:
         try:
             head = self._s3.head_object(Bucket=self._bucket, Key=key)
-        except ClientError as exc:
-            if _error_code(exc) in _MISSING_OBJECT_CODES:
+        except (BotoCoreError, ClientError) as exc:
+            if isinstance(exc, ClientError) and _error_code(exc) in _MISSING_OBJECT_CODES:
                 return None
-            raise ArchiveError(f"HeadObject of {key} failed: {_describe(exc)}") from exc
-        except BotoCoreError as exc:
             raise ArchiveError(f"HeadObject of {key} failed: {_describe(exc)}") from exc
         return _ExistingObject(
             version_id=head.get("VersionId"),
@@ -472,26 +462,88 @@ class RecordingArchiver:
     def _create_upload(self, key: str, content_type: str, metadata: Mapping[str, str]) -> str:
         with _s3_call(f"CreateMultipartUpload of {key}"):
             created = self._s3.create_multipart_upload(
-                Bucket=self._bucket, Key=key, ContentType=content_type, Metadata=dict(metadata), **self._encryption
+                Bucket=self._bucket,
+                Key=key,
+                ContentType=content_type,
+                Metadata=dict(metadata),
+                ChecksumAlgorithm=PART_CHECKSUM_ALGORITHM,
+                **self._encryption,
             )
         return created["UploadId"]
 
     def _abort_quietly(self, key: str, upload_id: str) -> None:
-        """Called while another error propagates: log a failed abort rather than mask that error."""
+        """Often called while another error propagates: log a failed abort rather than mask that error."""
         try:
             self._s3.abort_multipart_upload(Bucket=self._bucket, Key=key, UploadId=upload_id)
         except (BotoCoreError, ClientError) as exc:
-            logger.warning("AbortMultipartUpload of %s (%s) failed: %s", key, upload_id, _describe(exc))
+            logger.warning("AbortMultipartUpload of %s (upload %s) failed: %s", key, upload_id, _describe(exc))
 
-    def _delete_quietly(self, key: str, version_id: str | None) -> None:
-        """Remove the staged copy for good (its version too); a leftover is only storage, never an error."""
+    def _delete_quietly(self, staged: CopySourceTypeDef) -> None:
+        """Remove the staged object for good (by version); a leftover costs storage, it is not an error."""
         try:
-            if version_id:
-                self._s3.delete_object(Bucket=self._bucket, Key=key, VersionId=version_id)
+            if "VersionId" in staged:
+                self._s3.delete_object(Bucket=staged["Bucket"], Key=staged["Key"], VersionId=staged["VersionId"])
             else:
-                self._s3.delete_object(Bucket=self._bucket, Key=key)
+                self._s3.delete_object(Bucket=staged["Bucket"], Key=staged["Key"])
         except (BotoCoreError, ClientError) as exc:
-            logger.warning("deleting the staged %s failed: %s", key, _describe(exc))
+            logger.warning("deleting the staged %s failed: %s", staged["Key"], _describe(exc))
+
+
+@dataclass(frozen=True)
+class _Part:
+    """One uploaded part: where it sits in the recording, and what S3 answered for it."""
+
+    number: int
+    offset: int
+    size: int
+    etag: str
+    crc32: str | None
+
+    def completed(self) -> CompletedPartTypeDef:
+        """The part as CompleteMultipartUpload lists it: with its CRC32, which S3 then requires."""
+        listed: CompletedPartTypeDef = {"PartNumber": self.number, "ETag": self.etag}
+        if self.crc32:
+            listed["ChecksumCRC32"] = self.crc32
+        return listed
+
+
+class _Body:
+    """A response body read part by part, hashed and counted on the way."""
+
+    def __init__(self, response: urllib3.BaseHTTPResponse, url: str, key: str) -> None:
+        self._response = response
+        self._url = url
+        self._key = key
+        self.sha256 = hashlib.sha256()
+        self.size = 0
+        self.content_length = _content_length(response)
+
+    def fill(self, part: bytearray) -> int:
+        """Read into `part` until it is full or the body ends; returns how many bytes it holds."""
+        filled = 0
+        with memoryview(part) as view, _reading(self._url, self._key):
+            while filled < len(part):
+                with view[filled : filled + READ_CHUNK_SIZE] as window:
+                    count = self._response.readinto(window)
+                    if count == 0:
+                        break
+                    self.sha256.update(window[:count])
+                filled += count
+        self.size += filled
+        return filled
+
+    def check_complete(self) -> None:
+        """urllib3 already refuses a short body; this also catches a miscounted one."""
+        if self.content_length is not None and self.size != self.content_length:
+            raise ArchiveError(
+                f"{self._key}: received {self.size} bytes, Content-Length announced {self.content_length}"
+            )
+
+    def discard(self) -> None:
+        """Give the connection back to the pool; close it first unless the body was read to the end."""
+        if self._response.length_remaining != 0:
+            self._response.close()
+        self._response.release_conn()
 
 
 # ---------------------------------------------------------------------- helpers
@@ -506,19 +558,12 @@ def _s3_call(description: str) -> Iterator[None]:
 
 
 @contextmanager
-def _reading(url: str) -> Iterator[None]:
+def _reading(url: str, key: str) -> Iterator[None]:
     """Turn urllib3's transport errors (refused, timed out, cut short) into ArchiveError."""
     try:
         yield
     except (HTTPError, OSError) as exc:
-        raise ArchiveError(f"downloading {_redact(url)} failed: {type(exc).__name__}: {exc}") from exc
-
-
-def _discard(response: urllib3.BaseHTTPResponse) -> None:
-    """Give the connection back; close it first unless the body was read to the end."""
-    if response.length_remaining not in (None, 0) or not response.closed:
-        response.close()
-    response.release_conn()
+        raise ArchiveError(f"{key}: downloading {_redact(url)} failed: {type(exc).__name__}: {exc}") from exc
 
 
 def _content_length(response: urllib3.BaseHTTPResponse) -> int | None:
@@ -530,12 +575,7 @@ def _content_length(response: urllib3.BaseHTTPResponse) -> int | None:
     return int(text)
 
 
-def _check_length(key: str, size: int, expected: int | None) -> None:
-    if expected is not None and size != expected:
-        raise ArchiveError(f"{key}: received {size} bytes, Content-Length announced {expected}")
-
-
-def _condition(existing: _ExistingObject | None) -> dict[str, str]:
+def _condition(existing: _ExistingObject | None) -> dict[str, Any]:
     """Write only over what was seen: nothing, or that very object."""
     return {"IfMatch": existing.etag} if existing else {"IfNoneMatch": "*"}
 

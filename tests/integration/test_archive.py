@@ -1,0 +1,443 @@
+"""The recording archiver against moto server and the local storage stand-in, over HTTP both ways."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+import boto3
+import pytest
+
+from tests.support.storage_server import Behaviour, PublishedRecording, StorageServer
+from voicebus.archive import (
+    SHA256_METADATA_KEY,
+    STAGING_PREFIX,
+    ArchiveError,
+    RecordingArchiver,
+    RecordingSource,
+    http_pool,
+    recording_key,
+    recording_metadata,
+    transcript_key,
+)
+from voicebus_cli.local.provision import ProvisionedStack
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+pytestmark = pytest.mark.integration
+
+MIB = 1024 * 1024
+PART = 5 * MIB
+STARTED = datetime(2026, 11, 21, 10, 0, 0, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def storage() -> Iterator[StorageServer]:
+    with StorageServer() as server:
+        yield server
+
+
+@pytest.fixture
+def s3(stack: ProvisionedStack) -> S3Client:
+    return boto3.client("s3")
+
+
+@pytest.fixture
+def bucket(stack: ProvisionedStack, s3: S3Client) -> str:
+    name = stack.ref("ArchiveBucket")
+    # The template's DenyInsecureTransport statement is conditional on aws:SecureTransport.
+    # moto (5.2) evaluates bucket policies on object requests but has no value for that
+    # condition key, so it turns the conditional Deny into "deny everything". It only
+    # concerns TLS, which the local HTTP endpoint cannot offer, so it is removed here.
+    s3.delete_bucket_policy(Bucket=name)
+    return name
+
+
+@pytest.fixture
+def archiver(s3: S3Client, bucket: str) -> RecordingArchiver:
+    return RecordingArchiver(s3, bucket, part_size=PART)
+
+
+def source(recording: PublishedRecording, key: str, refresh: Callable[[], str] | None = None) -> RecordingSource:
+    return RecordingSource(recording.url, key, "audio/wav", {"recording-id": "rec-1"}, refresh)
+
+
+def stored_sha256(s3: S3Client, bucket: str, key: str) -> str:
+    digest = hashlib.sha256()
+    for chunk in s3.get_object(Bucket=bucket, Key=key)["Body"].iter_chunks(MIB):
+        digest.update(chunk)
+    return digest.hexdigest()
+
+
+def versions(s3: S3Client, bucket: str, prefix: str) -> list[str]:
+    listing = s3.list_object_versions(Bucket=bucket, Prefix=prefix)
+    return [v["VersionId"] for v in listing.get("Versions", [])] + [
+        m["VersionId"] for m in listing.get("DeleteMarkers", [])
+    ]
+
+
+def multipart_etag(content: bytes, part_size: int) -> str:
+    """S3's ETag for a multipart object: MD5 of the parts' MD5s, then the part count."""
+    digests = [
+        hashlib.md5(content[start : start + part_size], usedforsecurity=False).digest()
+        for start in range(0, len(content), part_size)
+    ]
+    return f'"{hashlib.md5(b"".join(digests), usedforsecurity=False).hexdigest()}-{len(digests)}"'
+
+
+def assert_nothing_left_but(s3: S3Client, bucket: str, key: str, expected_versions: list[str | None]) -> None:
+    """No upload in progress, nothing staged, and exactly these versions under the key."""
+    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    assert versions(s3, bucket, key) == expected_versions
+    assert versions(s3, bucket, STAGING_PREFIX) == []
+
+
+def assert_nothing_left(s3: S3Client, bucket: str, key: str) -> None:
+    assert_nothing_left_but(s3, bucket, key, [])
+
+
+def test_recording_is_stored_with_its_sha256_metadata_and_content_type(
+    archiver: RecordingArchiver, storage: StorageServer, s3: S3Client, bucket: str
+) -> None:
+    recording = storage.publish("small", 3 * MIB + 17)
+    key = recording_key(STARTED, "session-1", "rec-small", "wav")
+    metadata = recording_metadata(
+        call_control_id="v3:call-1",
+        call_session_id="session-1",
+        recording_id="rec-small",
+        started_at=STARTED,
+        ended_at=datetime(2026, 11, 21, 10, 5, tzinfo=UTC),
+        channels="dual",
+        fmt="wav",
+    )
+
+    archived = archiver.archive(RecordingSource(recording.url, key, "audio/wav", metadata))
+
+    head = s3.head_object(Bucket=bucket, Key=key)
+    assert archived.uploaded
+    assert archived.sha256 == recording.sha256() == stored_sha256(s3, bucket, key)
+    assert head["Metadata"] == {**metadata, SHA256_METADATA_KEY: recording.sha256()}
+    assert head["ContentType"] == "audio/wav"
+    assert (archived.size, archived.version_id) == (recording.size, head["VersionId"])
+    assert archived.s3_uri == f"s3://{bucket}/recordings/2026/11/21/session-1/rec-small.wav"
+
+
+@pytest.mark.parametrize(("size", "parts"), [(20 * MIB, 4), (10 * MIB + 1, 3), (PART, 1)])
+def test_large_recording_is_stored_in_parts_of_part_size(
+    archiver: RecordingArchiver, storage: StorageServer, s3: S3Client, bucket: str, size: int, parts: int
+) -> None:
+    recording = storage.publish(f"large-{size}", size)
+
+    archived = archiver.archive(source(recording, "recordings/large.wav"))
+
+    head = s3.head_object(Bucket=bucket, Key="recordings/large.wav")
+    assert head["ETag"].endswith(f'-{parts}"')
+    assert head["ETag"] == multipart_etag(recording.content(), PART)
+    assert stored_sha256(s3, bucket, "recordings/large.wav") == recording.sha256() == archived.sha256
+    assert head["Metadata"] == {"recording-id": "rec-1", SHA256_METADATA_KEY: recording.sha256()}
+    assert (head["ContentType"], head["ContentLength"]) == ("audio/wav", size)
+    assert_nothing_left_but(s3, bucket, "recordings/large.wav", [archived.version_id])
+
+
+@pytest.mark.parametrize("size", [2 * MIB, 11 * MIB])
+def test_archiving_the_same_recording_again_adds_no_version(
+    archiver: RecordingArchiver, storage: StorageServer, s3: S3Client, bucket: str, size: int
+) -> None:
+    recording = storage.publish(f"again-{size}", size)
+    first = archiver.archive(source(recording, "recordings/again.wav"))
+
+    second = archiver.archive(source(recording, "recordings/again.wav"))
+
+    assert (first.uploaded, second.uploaded) == (True, False)
+    assert second == dataclasses.replace(first, uploaded=False)
+    assert_nothing_left_but(s3, bucket, "recordings/again.wav", [first.version_id])
+
+
+def test_an_archived_recording_of_the_announced_size_is_not_downloaded_again(
+    archiver: RecordingArchiver, storage: StorageServer, s3: S3Client, bucket: str
+) -> None:
+    # 32 MiB: well past what loopback socket buffers take in while nobody reads.
+    recording = storage.publish("not-again", 32 * MIB)
+    first = archiver.archive(source(recording, "recordings/not-again.wav"))
+    sent_once = storage.bytes_sent(recording)
+
+    second = archiver.archive(source(recording, "recordings/not-again.wav"))
+
+    assert (first.uploaded, second.uploaded, second.version_id) == (True, False, first.version_id)
+    assert sent_once == recording.size
+    assert storage.bytes_sent(recording) - sent_once < recording.size // 2
+    assert_nothing_left_but(s3, bucket, "recordings/not-again.wav", [first.version_id])
+
+
+@pytest.mark.parametrize("size", [2 * MIB, 11 * MIB])
+def test_unannounced_size_is_streamed_then_aborted_when_the_bytes_match(
+    archiver: RecordingArchiver, storage: StorageServer, s3: S3Client, bucket: str, size: int
+) -> None:
+    # Chunked transfer announces no size, so equality is only known after hashing the body.
+    recording = storage.publish(f"chunked-{size}", size, Behaviour.CHUNKED)
+    first = archiver.archive(source(recording, "recordings/chunked.wav"))
+
+    second = archiver.archive(source(recording, "recordings/chunked.wav"))
+
+    assert storage.requests(recording) == 2
+    assert (first.uploaded, second.uploaded, second.sha256) == (True, False, recording.sha256())
+    assert_nothing_left_but(s3, bucket, "recordings/chunked.wav", [first.version_id])
+
+
+def test_changed_bytes_under_the_same_key_become_a_new_version(
+    archiver: RecordingArchiver, storage: StorageServer, s3: S3Client, bucket: str
+) -> None:
+    before = archiver.archive(source(storage.publish("take-1", 6 * MIB), "recordings/take.wav"))
+    # A different size: an object with a sha256 and the announced size counts as the same recording.
+    retake = storage.publish("take-2", 6 * MIB + 1)
+
+    after = archiver.archive(source(retake, "recordings/take.wav"))
+
+    assert after.uploaded
+    assert after.sha256 == retake.sha256() != before.sha256
+    assert stored_sha256(s3, bucket, "recordings/take.wav") == retake.sha256()
+    assert set(versions(s3, bucket, "recordings/take.wav")) == {before.version_id, after.version_id}
+
+
+def test_an_object_without_sha256_cannot_be_proven_equal_and_is_archived_anew(
+    archiver: RecordingArchiver, storage: StorageServer, s3: S3Client, bucket: str
+) -> None:
+    recording = storage.publish("foreign", 2 * MIB)
+    s3.put_object(Bucket=bucket, Key="recordings/foreign.wav", Body=recording.content())
+
+    archived = archiver.archive(source(recording, "recordings/foreign.wav"))
+
+    assert archived.uploaded
+    assert len(versions(s3, bucket, "recordings/foreign.wav")) == 2
+    head = s3.head_object(Bucket=bucket, Key="recordings/foreign.wav")
+    assert head["Metadata"][SHA256_METADATA_KEY] == recording.sha256()
+
+
+@pytest.mark.parametrize("cut_at", [2 * MIB, 7 * MIB], ids=["in-first-part", "after-a-part-was-uploaded"])
+def test_cut_connection_raises_and_leaves_nothing(
+    archiver: RecordingArchiver, storage: StorageServer, s3: S3Client, bucket: str, cut_at: int
+) -> None:
+    recording = storage.publish(f"cut-{cut_at}", 12 * MIB, Behaviour.CUT, cut_at=cut_at)
+
+    with pytest.raises(ArchiveError, match="IncompleteRead") as raised:
+        archiver.archive(source(recording, "recordings/cut.wav"))
+
+    assert "recordings/cut.wav" in str(raised.value)
+    assert "X-Amz-Signature" not in str(raised.value)  # a presigned URL's query is a credential
+    assert_nothing_left(s3, bucket, "recordings/cut.wav")
+
+
+@pytest.mark.parametrize("first", [Behaviour.EXPIRED_ONCE, Behaviour.NOT_FOUND])
+def test_expired_link_is_refreshed_once_and_the_recording_archived(
+    archiver: RecordingArchiver, storage: StorageServer, s3: S3Client, bucket: str, first: Behaviour
+) -> None:
+    expired = storage.publish(f"expiring-{first}", 6 * MIB, first, seed="same recording")
+    fresh = storage.publish(f"fresh-{first}", 6 * MIB, seed="same recording")
+    calls: list[str] = []
+
+    def refresh() -> str:
+        calls.append(fresh.url)
+        return fresh.url
+
+    archived = archiver.archive(source(expired, "recordings/refreshed.wav", refresh))
+
+    assert (len(calls), storage.requests(expired), storage.requests(fresh)) == (1, 1, 1)
+    assert archived.sha256 == fresh.sha256() == stored_sha256(s3, bucket, "recordings/refreshed.wav")
+
+
+def test_a_failure_after_the_refresh_raises(
+    archiver: RecordingArchiver, storage: StorageServer, s3: S3Client, bucket: str
+) -> None:
+    expired = storage.publish("expired-twice", MIB, Behaviour.FORBIDDEN)
+    gone = storage.publish("gone", MIB, Behaviour.NOT_FOUND)
+    calls: list[str] = []
+
+    def refresh() -> str:
+        calls.append(gone.url)
+        return gone.url
+
+    with pytest.raises(ArchiveError, match="HTTP 404"):
+        archiver.archive(source(expired, "recordings/never.wav", refresh))
+
+    assert (len(calls), storage.requests(expired), storage.requests(gone)) == (1, 1, 1)
+    assert_nothing_left(s3, bucket, "recordings/never.wav")
+
+
+def test_an_expired_link_without_refresh_raises(
+    archiver: RecordingArchiver, storage: StorageServer, s3: S3Client, bucket: str
+) -> None:
+    expired = storage.publish("expired-no-refresh", MIB, Behaviour.EXPIRED_ONCE)
+
+    with pytest.raises(ArchiveError, match="HTTP 403") as raised:
+        archiver.archive(source(expired, "recordings/never.wav"))
+
+    assert "X-Amz-Signature" not in str(raised.value)
+    assert storage.requests(expired) == 1
+    assert_nothing_left(s3, bucket, "recordings/never.wav")
+
+
+def test_a_failing_refresh_raises_archive_error(archiver: RecordingArchiver, storage: StorageServer) -> None:
+    expired = storage.publish("expired-refresh-fails", MIB, Behaviour.FORBIDDEN)
+
+    def refresh() -> str:
+        raise RuntimeError("Telnyx API unavailable")
+
+    with pytest.raises(ArchiveError, match="Telnyx API unavailable"):
+        archiver.archive(source(expired, "recordings/never.wav", refresh))
+
+
+def test_slow_body_completes_when_each_read_is_within_the_read_timeout(
+    s3: S3Client, bucket: str, storage: StorageServer
+) -> None:
+    # Eight pieces 0.15 s apart: the whole body takes longer than the read timeout, no single read does.
+    recording = storage.publish("slow", MIB, Behaviour.SLOW, slow_chunks=8, slow_delay=0.15)
+    archiver = RecordingArchiver(s3, bucket, part_size=PART, http=http_pool(read_timeout=0.6))
+
+    archived = archiver.archive(source(recording, "recordings/slow.wav"))
+
+    assert archived.sha256 == recording.sha256() == stored_sha256(s3, bucket, "recordings/slow.wav")
+
+
+def test_stalled_body_times_out_and_leaves_nothing(s3: S3Client, bucket: str, storage: StorageServer) -> None:
+    recording = storage.publish("stall", 12 * MIB, Behaviour.STALL, cut_at=7 * MIB, stall_seconds=2.0)
+    archiver = RecordingArchiver(s3, bucket, part_size=PART, http=http_pool(read_timeout=0.3))
+
+    with pytest.raises(ArchiveError, match="ReadTimeoutError"):
+        archiver.archive(source(recording, "recordings/stall.wav"))
+
+    assert_nothing_left(s3, bucket, "recordings/stall.wav")
+
+
+def _once_a_part_is_uploaded(bucket: str, action: Callable[[S3Client, str, str], None]) -> Callable[[], None]:
+    """A storage-server pause hook: wait until the archiver's upload holds a part, then act on it.
+
+    The server sends nothing more until the hook returns, so the archiver cannot get
+    further than that first part meanwhile.
+    """
+
+    def hook() -> None:
+        client = boto3.client("s3")
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            for upload in client.list_multipart_uploads(Bucket=bucket).get("Uploads", []):
+                parts = client.list_parts(Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"])
+                if parts.get("Parts"):
+                    action(client, upload["Key"], upload["UploadId"])
+                    return
+            time.sleep(0.02)
+        raise AssertionError("the archiver never uploaded a part")
+
+    return hook
+
+
+def test_s3_failure_mid_transfer_raises_and_leaves_nothing(
+    archiver: RecordingArchiver, storage: StorageServer, s3: S3Client, bucket: str
+) -> None:
+    def lose_upload(client: S3Client, key: str, upload_id: str) -> None:
+        client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+
+    recording = storage.publish(
+        "s3-fails", 12 * MIB, pause_at=7 * MIB, on_pause=_once_a_part_is_uploaded(bucket, lose_upload)
+    )
+
+    # Real S3 answers NoSuchUpload; moto 5.2 answers 500 for a part sent to an aborted upload.
+    with pytest.raises(ArchiveError, match=r"UploadPart 2 of recordings/s3-fails\.wav into staging/\w+ failed"):
+        archiver.archive(source(recording, "recordings/s3-fails.wav"))
+
+    assert_nothing_left(s3, bucket, "recordings/s3-fails.wav")
+
+
+def test_a_concurrent_identical_archive_wins_without_a_second_version(
+    archiver: RecordingArchiver, storage: StorageServer, s3: S3Client, bucket: str
+) -> None:
+    key = "recordings/raced.wav"
+    recording = storage.publish("raced", 11 * MIB)
+    content, sha256 = recording.content(), recording.sha256()
+
+    def other_delivery(client: S3Client, _key: str, _upload_id: str) -> None:
+        client.put_object(Bucket=bucket, Key=key, Body=content, Metadata={SHA256_METADATA_KEY: sha256})
+
+    racing = storage.publish(
+        "raced-again",
+        11 * MIB,
+        seed="raced",
+        pause_at=7 * MIB,
+        on_pause=_once_a_part_is_uploaded(bucket, other_delivery),
+    )
+
+    archived = archiver.archive(source(racing, key))
+
+    [winner] = versions(s3, bucket, key)
+    assert (archived.uploaded, archived.version_id, archived.sha256) == (False, winner, sha256)
+    assert_nothing_left_but(s3, bucket, key, [winner])
+
+
+def test_a_concurrent_different_write_raises(
+    archiver: RecordingArchiver, storage: StorageServer, s3: S3Client, bucket: str
+) -> None:
+    key = "recordings/raced-other.wav"
+
+    def other_content(client: S3Client, _key: str, _upload_id: str) -> None:
+        client.put_object(Bucket=bucket, Key=key, Body=b"other", Metadata={SHA256_METADATA_KEY: "0" * 64})
+
+    recording = storage.publish(
+        "raced-other", 11 * MIB, pause_at=7 * MIB, on_pause=_once_a_part_is_uploaded(bucket, other_content)
+    )
+
+    with pytest.raises(ArchiveError, match="concurrently"):
+        archiver.archive(source(recording, key))
+
+    assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == b"other"
+    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    assert versions(s3, bucket, STAGING_PREFIX) == []
+
+
+@pytest.mark.parametrize("size", [MIB, 6 * MIB])
+def test_kms_key_encrypts_the_archived_object(s3: S3Client, bucket: str, storage: StorageServer, size: int) -> None:
+    key_id = boto3.client("kms").create_key(Description="voicebus archive test")["KeyMetadata"]["KeyId"]
+    archiver = RecordingArchiver(s3, bucket, part_size=PART, kms_key_id=key_id)
+    recording = storage.publish(f"kms-{size}", size)
+
+    archiver.archive(source(recording, "recordings/kms.wav"))
+
+    head = s3.head_object(Bucket=bucket, Key="recordings/kms.wav")
+    assert head["ServerSideEncryption"] == "aws:kms"
+    assert key_id in head["SSEKMSKeyId"]
+
+
+def test_without_a_kms_key_the_bucket_default_applies(
+    archiver: RecordingArchiver, storage: StorageServer, s3: S3Client, bucket: str
+) -> None:
+    archiver.archive(source(storage.publish("default-sse", 6 * MIB), "recordings/default-sse.wav"))
+
+    head = s3.head_object(Bucket=bucket, Key="recordings/default-sse.wav")
+    assert head.get("ServerSideEncryption") == "AES256"
+    assert "SSEKMSKeyId" not in head
+
+
+def test_archive_text_is_idempotent_and_new_text_is_a_new_version(
+    archiver: RecordingArchiver, s3: S3Client, bucket: str
+) -> None:
+    key = transcript_key(STARTED, "session-1", call_control_id="v3:call-1", fmt="txt")
+    text = "Agent: Grüß Gott, wie kann ich helfen?\nCaller: Señor, mi pedido…\n"
+
+    first = archiver.archive_text(key, text, "text/plain; charset=utf-8", {"call-control-id": "v3:call-1"})
+    again = archiver.archive_text(key, text, "text/plain; charset=utf-8", {"call-control-id": "v3:call-1"})
+    changed = archiver.archive_text(key, text + "Agent: Bye.\n", "text/plain; charset=utf-8")
+
+    stored = s3.get_object(Bucket=bucket, Key=key, VersionId=first.version_id or "")
+    assert key == "transcripts/2026/11/21/session-1/v3_call-1.txt"
+    assert (first.uploaded, again.uploaded, changed.uploaded) == (True, False, True)
+    assert again.version_id == first.version_id != changed.version_id
+    assert stored["Body"].read().decode("utf-8") == text
+    assert stored["ContentType"] == "text/plain; charset=utf-8"
+    assert stored["Metadata"] == {
+        "call-control-id": "v3:call-1",
+        SHA256_METADATA_KEY: hashlib.sha256(text.encode("utf-8")).hexdigest(),
+    }
+    assert len(versions(s3, bucket, key)) == 2

@@ -1,0 +1,199 @@
+"""The archive's pure helpers: key layout, sanitising, location and source checks."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+import boto3
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from voicebus.archive import (
+    MIN_PART_SIZE,
+    ArchivedObject,
+    KeyComponentError,
+    RecordingArchiver,
+    RecordingSource,
+    is_external_location,
+    recording_key,
+    recording_metadata,
+    safe_component,
+    transcript_key,
+)
+
+STARTED = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)
+
+
+def test_recording_key_layout() -> None:
+    assert recording_key(STARTED, "session-1", "rec-1", "wav") == "recordings/2026/11/21/session-1/rec-1.wav"
+
+
+def test_recording_key_is_dated_by_the_utc_day_of_the_start() -> None:
+    # 00:30 in Berlin on 1 January is still 31 December in UTC.
+    berlin = timezone(timedelta(hours=1))
+    started = datetime(2027, 1, 1, 0, 30, tzinfo=berlin)
+
+    assert recording_key(started, "s", "r", "mp3") == "recordings/2026/12/31/s/r.mp3"
+
+
+def test_naive_datetimes_are_refused() -> None:
+    with pytest.raises(ValueError, match="naive"):
+        recording_key(datetime(2026, 11, 21, 10, 0), "s", "r", "wav")
+
+
+@pytest.mark.parametrize(("fmt", "expected"), [("wav", "wav"), ("MP3", "mp3"), (".wav", "wav")])
+def test_formats_are_normalised(fmt: str, expected: str) -> None:
+    assert recording_key(STARTED, "s", "r", fmt).endswith(f"/r.{expected}")
+
+
+@pytest.mark.parametrize("fmt", ["", "wav/../x", "w a v", "toolongextension"])
+def test_malformed_formats_are_refused(fmt: str) -> None:
+    with pytest.raises(ValueError, match="format"):
+        recording_key(STARTED, "s", "r", fmt)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("v3:abc-123_x.y", "v3_abc-123_x.y"),
+        ("a/b", "a_b"),
+        ("../etc/passwd", ".._etc_passwd"),
+        ("a\\b", "a_b"),
+        ("Zoë Ñ", "Zo___"),
+        ("line\nbreak", "line_break"),
+    ],
+)
+def test_components_lose_separators_and_unsafe_characters(value: str, expected: str) -> None:
+    assert safe_component(value) == expected
+
+
+@pytest.mark.parametrize("value", ["", ".", "..", "...", "x" * 201])
+def test_empty_dot_only_or_overlong_components_are_refused(value: str) -> None:
+    with pytest.raises(KeyComponentError):
+        safe_component(value)
+
+
+@given(session=st.text(min_size=1, max_size=60), recording=st.text(min_size=1, max_size=60))
+def test_any_ids_give_a_key_of_exactly_the_expected_segments(session: str, recording: str) -> None:
+    try:
+        key = recording_key(STARTED, session, recording, "wav")
+    except KeyComponentError:
+        return  # ids made of dots only: refused rather than guessed
+    segments = key.split("/")
+
+    assert segments[:4] == ["recordings", "2026", "11", "21"]
+    assert len(segments) == 6
+    assert all(segment not in {"", ".", ".."} for segment in segments)
+    assert segments[5].endswith(".wav")
+
+
+def test_transcript_next_to_its_recording() -> None:
+    assert (
+        transcript_key(STARTED, "session-1", recording_id="rec-1")
+        == "recordings/2026/11/21/session-1/rec-1.transcript.json"
+    )
+    assert (
+        transcript_key(STARTED, "session-1", recording_id="rec-1", fmt="txt")
+        == "recordings/2026/11/21/session-1/rec-1.transcript.txt"
+    )
+
+
+def test_live_call_transcript_under_transcripts() -> None:
+    assert (
+        transcript_key(STARTED, "session-1", call_control_id="v3:call/1")
+        == "transcripts/2026/11/21/session-1/v3_call_1.json"
+    )
+    assert (
+        transcript_key(STARTED, "session-1", call_control_id="v3:call-1", fmt="txt")
+        == "transcripts/2026/11/21/session-1/v3_call-1.txt"
+    )
+
+
+def test_transcript_needs_exactly_one_id_and_a_known_format() -> None:
+    with pytest.raises(ValueError, match="exactly one"):
+        transcript_key(STARTED, "s")
+    with pytest.raises(ValueError, match="exactly one"):
+        transcript_key(STARTED, "s", recording_id="r", call_control_id="c")
+    with pytest.raises(ValueError, match="transcript format"):
+        transcript_key(STARTED, "s", recording_id="r", fmt="pdf")
+
+
+@pytest.mark.parametrize(
+    ("url", "external"),
+    [
+        ("s3://my-bucket/recordings/a.wav", True),
+        ("gs://my-bucket/a.mp3", True),
+        ("S3://My-Bucket/a.wav", True),
+        ("  gs://bucket/a.wav  ", True),
+        ("https://s3.amazonaws.com/telnyx/a.wav?X-Amz-Signature=x", False),
+        ("http://127.0.0.1/a.wav", False),
+        ("s3:/no-bucket/a.wav", False),
+        ("file:///tmp/a.wav", False),
+        ("", False),
+    ],
+)
+def test_external_locations_are_s3_or_gs_urls(url: str, external: bool) -> None:
+    assert is_external_location(url) is external
+
+
+def test_recording_metadata_uses_utc_timestamps() -> None:
+    metadata = recording_metadata(
+        call_control_id="v3:call-1",
+        call_session_id="session-1",
+        recording_id="rec-1",
+        started_at=datetime(2026, 11, 21, 11, 0, tzinfo=timezone(timedelta(hours=1))),
+        ended_at=datetime(2026, 11, 21, 10, 5, 30, tzinfo=UTC),
+        channels="dual",
+        fmt="WAV",
+    )
+
+    assert metadata == {
+        "call-control-id": "v3:call-1",
+        "call-session-id": "session-1",
+        "recording-id": "rec-1",
+        "recording-started-at": "2026-11-21T10:00:00Z",
+        "recording-ended-at": "2026-11-21T10:05:30Z",
+        "channels": "dual",
+        "format": "wav",
+    }
+
+
+def test_source_refuses_external_locations() -> None:
+    with pytest.raises(ValueError, match="record s3:// and gs://"):
+        RecordingSource("s3://bucket/a.wav", "recordings/a.wav", "audio/wav")
+
+
+@pytest.mark.parametrize("key", ["", "/recordings/a.wav", "staging/x/a.wav", "k" * 1025])
+def test_source_refuses_unusable_keys(key: str) -> None:
+    with pytest.raises(ValueError, match="key"):
+        RecordingSource("https://example.test/a.wav", key, "audio/wav")
+
+
+@pytest.mark.parametrize(
+    ("metadata", "problem"),
+    [
+        ({"Recording-Id": "r"}, "lower-case"),
+        ({"recording_id": "r"}, "lower-case"),
+        ({"sha256": "0" * 64}, "computed by the archiver"),
+        ({"caller": "Zoë"}, "printable ASCII"),
+        ({"note": "x" * 2000}, "S3 allows 2048"),
+    ],
+)
+def test_source_refuses_metadata_s3_cannot_carry(metadata: dict[str, str], problem: str) -> None:
+    with pytest.raises(ValueError, match=problem):
+        RecordingSource("https://example.test/a.wav", "recordings/a.wav", "audio/wav", metadata)
+
+
+def test_archived_object_s3_uri() -> None:
+    archived = ArchivedObject("archive", "recordings/a.wav", None, 1, "0" * 64, uploaded=True)
+
+    assert archived.s3_uri == "s3://archive/recordings/a.wav"
+
+
+@pytest.mark.parametrize("part_size", [MIN_PART_SIZE - 1, 6 * 1024**3])
+def test_part_size_must_be_one_s3_accepts(part_size: int) -> None:
+    client = boto3.client("s3", region_name="us-east-1")
+
+    with pytest.raises(ValueError, match="part_size"):
+        RecordingArchiver(client, "archive", part_size=part_size)
