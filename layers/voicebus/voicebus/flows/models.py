@@ -1,0 +1,430 @@
+"""What a flow file may say: a flow, how calls are matched to it, and its named steps.
+
+Each step sends at most one Call Control command and says where the call goes
+next. A step's `params` is that command's own model from
+`voicebus.commands.models`, so a flow that breaks Telnyx's spec (a wrong enum, a
+missing field) fails when it is loaded, naming the step and the field, rather
+than on a live call.
+
+Steps come in three kinds (`Step.kind`):
+
+- WAITS: the flow stays on the step until the event that ends it (answer until
+  call.answered, speak until call.speak.ended, a menu until call.gather.ended...).
+- CONTINUES: media and control commands (streaming, forking, transcription,
+  SIPREC, noise suppression, DTMF, client state) move on to `next` at once,
+  so one webhook may send several commands.
+- FINAL: transfer, refer and hangup hand the call over; the flow goes no further.
+
+A flow file, in short (functions/call_control/flows/main.yaml is the full example):
+
+    name: main                     # lower-case; every command's client_state carries it
+    match: {to: ["+15550100200"], connection_id: []}   # main, the default, needs none
+    entry: answer
+    steps:
+      answer: {type: answer, next: menu}
+      menu:
+        type: menu
+        params: {payload: Press 1 for sales., voice: AWS.Polly.Joanna-Neural, language: en-US}
+        branches: {"1": sales}
+        max_attempts: 3
+        on_exhausted: bye
+      sales: {type: transfer, params: {to: "${FLOW_SALES_NUMBER}"}}
+      bye: {type: hangup}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Annotated, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, StringConstraints, field_validator
+
+from voicebus.commands.models import (
+    Answer,
+    CallCommand,
+    ClientStateUpdate,
+    ForkStart,
+    ForkStop,
+    GatherUsingSpeak,
+    Hangup,
+    PlaybackStart,
+    RecordStart,
+    RecordStop,
+    Refer,
+    SendDtmf,
+    SiprecStart,
+    SiprecStop,
+    Speak,
+    StreamingStart,
+    StreamingStop,
+    SuppressionStart,
+    SuppressionStop,
+    TranscriptionStart,
+    TranscriptionStop,
+    Transfer,
+)
+
+DEFAULT_FLOW = "main"
+MAX_MENU_ATTEMPTS = 10
+
+Name = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,39}$")]
+"""Flow and step names: short lower-case identifiers, since every command's client_state carries them."""
+
+DtmfKeys = Annotated[str, StringConstraints(pattern=r"^[0-9A-D*#]+$")]
+"""Keys a caller can press."""
+
+
+class StepKind(StrEnum):
+    WAITS = "waits"
+    CONTINUES = "continues"
+    FINAL = "final"
+
+
+class Step[C: CallCommand](BaseModel):
+    """A step that sends `params`, a validated command."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: ClassVar[StepKind] = StepKind.WAITS
+
+    params: C
+
+    def command(self, attempt: int, client_state: dict[str, JsonValue]) -> CallCommand:
+        """The command this step sends on its `attempt`-th visit, which will carry `client_state`."""
+        return self.params
+
+    def following(self) -> str | None:
+        """The step the flow moves on to when this one is done; None: it stays here."""
+        return None
+
+    def targets(self) -> Iterator[tuple[str, str]]:
+        """(field, step name) for every step this one can lead to."""
+        following = self.following()
+        if following is not None:
+            yield "next", following
+
+
+class LeadsOn[C: CallCommand](Step[C]):
+    """A step with a `next`."""
+
+    next: Name | None = None
+
+    def following(self) -> str | None:
+        return self.next
+
+
+# ---------------------------------------------------------------------------
+# Steps that wait for an event
+
+
+class AnswerStep(LeadsOn[Answer]):
+    """Answer the call; moves on at call.answered."""
+
+    type: Literal["answer"]
+    params: Answer = Answer()
+
+
+class SpeakStep(LeadsOn[Speak]):
+    """Text-to-speech; moves on at call.speak.ended."""
+
+    type: Literal["speak"]
+
+
+class PlayStep(LeadsOn[PlaybackStart]):
+    """Play audio (a URL, a stored media name or base64 content); moves on at call.playback.ended."""
+
+    type: Literal["play"]
+
+
+class MenuStep(Step[GatherUsingSpeak]):
+    """Speak a prompt and gather DTMF; branch on the digits at call.gather.ended.
+
+    Invalid input, unknown digits and no input repeat the menu until
+    `max_attempts` visits, then go to `on_exhausted`. The flow does the repeating,
+    so the command is sent with `maximum_tries: 1`, and `maximum_digits` defaults
+    to the longest branch key (one key press ends the gather).
+    """
+
+    type: Literal["menu"]
+    branches: dict[DtmfKeys, Name] = Field(min_length=1)
+    max_attempts: int = Field(default=3, ge=1, le=MAX_MENU_ATTEMPTS)
+    on_exhausted: Name
+    retry_prompt: str | None = Field(default=None, min_length=1)
+    """Spoken instead of `params.payload` from the second attempt on ("Sorry, ...")."""
+
+    @field_validator("branches", mode="before")
+    @classmethod
+    def _keys_as_text(cls, value: object) -> object:
+        """YAML reads `1: sales` with an integer key; a caller presses the key "1"."""
+        if isinstance(value, dict):
+            return {str(key) if isinstance(key, int) and key >= 0 else key: target for key, target in value.items()}
+        return value
+
+    def command(self, attempt: int, client_state: dict[str, JsonValue]) -> CallCommand:
+        update: dict[str, object] = {"maximum_tries": 1}
+        if self.params.maximum_digits is None:
+            update["maximum_digits"] = max(len(key) for key in self.branches)
+        if attempt > 1 and self.retry_prompt is not None:
+            update["payload"] = self.retry_prompt
+        return self.params.model_copy(update=update)
+
+    def targets(self) -> Iterator[tuple[str, str]]:
+        for key, target in self.branches.items():
+            yield f"branches.{key}", target
+        yield "on_exhausted", self.on_exhausted
+
+
+class RecordStep(LeadsOn[RecordStart]):
+    """Record the call (voicemail); moves on at call.recording.saved.
+
+    `record_start` has no finish-on-key option, so the flow provides it: a
+    call.dtmf.received with one of `finish_on_key` sends `record_stop`.
+    """
+
+    type: Literal["record"]
+    finish_on_key: DtmfKeys | None = None
+
+    def stop_command(self) -> RecordStop:
+        """Sent at a finish key: without a recording_id it stops every recording of the call."""
+        return RecordStop()
+
+
+# ---------------------------------------------------------------------------
+# Steps that hand the call over
+
+
+class TransferStep(Step[Transfer]):
+    """Dial another number and bridge the caller to it."""
+
+    kind: ClassVar[StepKind] = StepKind.FINAL
+    type: Literal["transfer"]
+
+
+class ReferStep(Step[Refer]):
+    """Send a SIP REFER: the far end moves the call."""
+
+    kind: ClassVar[StepKind] = StepKind.FINAL
+    type: Literal["refer"]
+
+
+class HangupStep(Step[Hangup]):
+    kind: ClassVar[StepKind] = StepKind.FINAL
+    type: Literal["hangup"]
+    params: Hangup = Hangup()
+
+
+# ---------------------------------------------------------------------------
+# Steps that move on at once
+
+
+class ContinuingStep[C: CallCommand](LeadsOn[C]):
+    kind: ClassVar[StepKind] = StepKind.CONTINUES
+
+
+class SendDtmfStep(ContinuingStep[SendDtmf]):
+    type: Literal["send_dtmf"]
+
+
+class StreamingStartStep(ContinuingStep[StreamingStart]):
+    type: Literal["streaming_start"]
+
+
+class StreamingStopStep(ContinuingStep[StreamingStop]):
+    type: Literal["streaming_stop"]
+    params: StreamingStop = StreamingStop()
+
+
+class ForkStartStep(ContinuingStep[ForkStart]):
+    type: Literal["fork_start"]
+
+
+class ForkStopStep(ContinuingStep[ForkStop]):
+    type: Literal["fork_stop"]
+    params: ForkStop = ForkStop()
+
+
+class TranscriptionStartStep(ContinuingStep[TranscriptionStart]):
+    type: Literal["transcription_start"]
+    params: TranscriptionStart = TranscriptionStart()
+
+
+class TranscriptionStopStep(ContinuingStep[TranscriptionStop]):
+    type: Literal["transcription_stop"]
+    params: TranscriptionStop = TranscriptionStop()
+
+
+class SiprecStartStep(ContinuingStep[SiprecStart]):
+    """Start SIPREC. Telnyx takes no command_id here: a redelivered webhook may start it twice."""
+
+    type: Literal["siprec_start"]
+    params: SiprecStart = SiprecStart()
+
+
+class SiprecStopStep(ContinuingStep[SiprecStop]):
+    type: Literal["siprec_stop"]
+    params: SiprecStop = SiprecStop()
+
+
+class NoiseSuppressionStartStep(ContinuingStep[SuppressionStart]):
+    type: Literal["suppression_start"]
+    params: SuppressionStart = SuppressionStart()
+
+
+class NoiseSuppressionStopStep(ContinuingStep[SuppressionStop]):
+    type: Literal["suppression_stop"]
+    params: SuppressionStop = SuppressionStop()
+
+
+class SetClientStateStep(BaseModel):
+    """Add `values` to the data every later command's client_state carries (sent as client_state_update)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: ClassVar[StepKind] = StepKind.CONTINUES
+
+    type: Literal["set_client_state"]
+    values: dict[str, JsonValue] = Field(min_length=1)
+    next: Name | None = None
+
+    def command(self, attempt: int, client_state: dict[str, JsonValue]) -> CallCommand:
+        return ClientStateUpdate(client_state=client_state)
+
+    def following(self) -> str | None:
+        return self.next
+
+    def targets(self) -> Iterator[tuple[str, str]]:
+        if self.next is not None:
+            yield "next", self.next
+
+
+FlowStep = Annotated[
+    AnswerStep
+    | SpeakStep
+    | PlayStep
+    | MenuStep
+    | RecordStep
+    | TransferStep
+    | ReferStep
+    | HangupStep
+    | SendDtmfStep
+    | StreamingStartStep
+    | StreamingStopStep
+    | ForkStartStep
+    | ForkStopStep
+    | TranscriptionStartStep
+    | TranscriptionStopStep
+    | SiprecStartStep
+    | SiprecStopStep
+    | NoiseSuppressionStartStep
+    | NoiseSuppressionStopStep
+    | SetClientStateStep,
+    Field(discriminator="type"),
+]
+
+STEP_TYPES: tuple[str, ...] = (
+    "answer",
+    "speak",
+    "play",
+    "menu",
+    "record",
+    "transfer",
+    "refer",
+    "hangup",
+    "send_dtmf",
+    "streaming_start",
+    "streaming_stop",
+    "fork_start",
+    "fork_stop",
+    "transcription_start",
+    "transcription_stop",
+    "siprec_start",
+    "siprec_stop",
+    "suppression_start",
+    "suppression_stop",
+    "set_client_state",
+)
+"""Every `type:` a step may have (tests/unit/test_flows.py keeps it equal to FlowStep's members)."""
+
+
+# ---------------------------------------------------------------------------
+# The flow
+
+
+class FlowMatch(BaseModel):
+    """Which calls start this flow: by the number called, else by the Telnyx connection they came in on."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    to: list[Annotated[str, StringConstraints(min_length=1)]] = Field(default_factory=list)
+    connection_id: list[Annotated[str, StringConstraints(min_length=1)]] = Field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class FlowProblem:
+    """One thing wrong with a flow file, located as precisely as known."""
+
+    message: str
+    step: str | None = None
+    field: str | None = None
+    variable: str | None = None
+
+    def describe(self) -> str:
+        where = [f"step {self.step!r}"] if self.step is not None else []
+        if self.field:
+            where.append(self.field)
+        return ": ".join([*where, self.message])
+
+
+class Flow(BaseModel):
+    """A named state machine of steps, entered at `entry` when a matching call comes in."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: Name
+    description: str | None = None
+    match: FlowMatch = FlowMatch()
+    entry: Name
+    steps: dict[Name, FlowStep] = Field(min_length=1)
+
+    def problems(self) -> list[FlowProblem]:
+        """What single-field validation cannot see: references, loops, and fields the flow owns."""
+        problems: list[FlowProblem] = []
+        known = ", ".join(sorted(self.steps))
+        if self.entry not in self.steps:
+            problems.append(FlowProblem(f"no step named {self.entry!r} (steps: {known})", field="entry"))
+        for name, step in self.steps.items():
+            for field, target in step.targets():
+                if target not in self.steps:
+                    problems.append(FlowProblem(f"no step named {target!r} (steps: {known})", name, field))
+            problems.extend(_step_problems(name, step))
+        problems.extend(self._loops())
+        return problems
+
+    def _loops(self) -> Iterator[FlowProblem]:
+        """Steps that move on at once must not lead back to themselves: one webhook would send forever."""
+        for start, step in self.steps.items():
+            seen = [start]
+            current: FlowStep | None = step
+            while current is not None and current.kind is StepKind.CONTINUES:
+                following = current.following()
+                if following is None or following not in self.steps:
+                    break
+                if following == start:
+                    loop = " -> ".join([*seen, start])
+                    yield FlowProblem(f"{loop} loops without waiting for any event", start, "next")
+                    break
+                if following in seen:
+                    break  # a loop that does not pass through `start`: reported from its own steps
+                seen.append(following)
+                current = self.steps[following]
+
+
+def _step_problems(name: str, step: FlowStep) -> Iterator[FlowProblem]:
+    if isinstance(step, MenuStep) and step.params.maximum_tries is not None:
+        yield FlowProblem("the flow repeats the menu itself; set the step's max_attempts", name, "params.maximum_tries")
+    if isinstance(step, PlayStep):
+        params = step.params
+        if params.audio_url is None and params.media_name is None and params.playback_content is None:
+            yield FlowProblem("one of audio_url, media_name or playback_content is required", name, "params")
