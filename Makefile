@@ -2,7 +2,8 @@
 # .venv and .tools on a fresh machine (python3.13 from PATH or pyenv).
 SHELL := /bin/bash
 export SAM_CLI_TELEMETRY := 0
-export PATH := $(CURDIR)/.tools/bin:$(CURDIR)/.venv/bin:$(PATH)
+# sam build needs a python3.13 with pip first on PATH (the venv, made by uv, has no pip).
+export PATH := $(CURDIR)/.tools/bin:$(PATH)
 PY := .venv/bin/python
 SAM := .tools/sam/bin/sam
 # sam and cfn-lint validate offline; a region only names the partition's rules.
@@ -32,6 +33,7 @@ validate: setup
 	.tools/checkov/bin/checkov --file template.yaml --framework cloudformation --compact --quiet --skip-download
 
 build: setup
+	$(PY) -m voicebus_cli check-flows
 	$(SAM) build
 
 unit: setup

@@ -12,9 +12,14 @@ SAM_CLI_VERSION="1.170.0"
 CHECKOV_VERSION="3.3.30"
 
 find_python313() {
-    if command -v python3.13 >/dev/null 2>&1 && python3.13 -c 'import sys; assert sys.version_info[:2] == (3, 13)' 2>/dev/null; then
-        command -v python3.13
-        return
+    # The real interpreter, never our own .tools/bin link to it (which may already be on PATH).
+    local found
+    if found="$(command -v python3.13 2>/dev/null)" && "$found" -c 'import sys; assert sys.version_info[:2] == (3, 13)' 2>/dev/null; then
+        found="$("$found" -c 'import os, sys; print(os.path.realpath(sys.executable))')"
+        case "$found" in
+            "$PWD"/*) ;;  # a venv of ours: keep looking
+            *) echo "$found"; return ;;
+        esac
     fi
     if command -v pyenv >/dev/null 2>&1; then
         local root candidate

@@ -13,6 +13,7 @@ import boto3
 import pytest
 
 from tests.support.bus import BusTap
+from tests.support.storage_server import StorageServer
 from tests.support.telnyx_api import TelnyxApiStandIn
 from voicebus.state import CallStore
 from voicebus_cli.local.functions import LoadedFunction
@@ -54,6 +55,13 @@ def bus_tap(stack: ProvisionedStack) -> BusTap:
 def ingress(stack: ProvisionedStack) -> LoadedFunction:
     function = stack.functions["IngressFunction"]
     return LoadedFunction("IngressFunction", function.code_uri, function.handler, function.environment)
+
+
+@pytest.fixture(scope="session")
+def storage() -> Iterator[StorageServer]:
+    """Telnyx's recording storage, standing in on 127.0.0.1."""
+    with StorageServer() as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,10 @@
-"""Recordings (call.recording.saved, .error, .transcription.saved): the call's recordings."""
+"""Recordings (call.recording.saved, .error, .transcription.saved): recorded on the call and archived to S3."""
 
-from voicebus.consumer import build_handler
+from aws_lambda_powertools import Logger, Metrics
 
-lambda_handler = build_handler()
+from voicebus.archive_settings import archiver_from_env
+from voicebus.consumer import build_handler, store_from_env
+from voicebus.recordings import RecordingArchive, configured_formats
+
+archive = RecordingArchive(archiver_from_env(), store_from_env(), configured_formats(), Logger(), Metrics())
+lambda_handler = build_handler(act=archive.on_event)

@@ -1,5 +1,10 @@
-"""Live transcription (call.transcription): the call's transcription status."""
+"""Live transcription (call.transcription, and call.hangup to finish): segments in order, archived at the end."""
 
-from voicebus.consumer import build_handler
+from aws_lambda_powertools import Logger, Metrics
 
-lambda_handler = build_handler()
+from voicebus.archive_settings import archiver_from_env
+from voicebus.consumer import build_handler, store_from_env
+from voicebus.transcripts import LiveTranscripts
+
+transcripts = LiveTranscripts(archiver_from_env(), store_from_env(), Logger(), Metrics())
+lambda_handler = build_handler(act=transcripts.on_event)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ import pytest
 
 from tests.support.calls import CallScript, as_bus_event
 from tests.support.routing import targets
+from tests.support.storage_server import StorageServer
 from voicebus.client_state import encode
 from voicebus.state import CallStatus, CallStore, Feature
 from voicebus_cli.local.functions import LoadedFunction
@@ -22,12 +24,18 @@ pytestmark = pytest.mark.integration
 BUS_FILES = sorted(BUS_EVENTS_DIR.glob("*.json"))
 
 
-def deliver(consumers: dict[str, LoadedFunction], event: dict[str, Any]) -> dict[str, Any]:
-    """Hand the event to every function a rule targets, as EventBridge would; the family's result."""
-    results = {function: consumers[function].invoke(event) for function in sorted(targets(event))}
-    family = [name for name in results if name != "CallControlFunction"] or ["CallControlFunction"]
-    result: dict[str, Any] = results[family[0]]
-    return result
+def deliver(consumers: dict[str, LoadedFunction], event: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Hand the event to every function a rule targets, as EventBridge would: each one's result."""
+    return {function: consumers[function].invoke(event) for function in sorted(targets(event))}
+
+
+def local_recording_urls(event: dict[str, Any], storage: StorageServer) -> dict[str, Any]:
+    """The sample's Telnyx links point at example.com: serve the same recording from the local stand-in."""
+    payload = event["detail"]["data"]["payload"]
+    for fmt in list(payload.get("recording_urls") or {}):
+        published = storage.publish(f"{payload['recording_id']}.{fmt}.{uuid.uuid4().hex}", 64 * 1024)
+        payload["recording_urls"][fmt] = published.url
+    return event
 
 
 def test_bus_events_are_derived_from_the_webhook_samples() -> None:
@@ -40,14 +48,16 @@ def test_bus_events_are_derived_from_the_webhook_samples() -> None:
 
 @pytest.mark.parametrize("path", BUS_FILES, ids=[path.name for path in BUS_FILES])
 def test_each_bus_event_is_recorded_by_its_function(
-    path: Path, consumers: dict[str, LoadedFunction], call_store: CallStore
+    path: Path, consumers: dict[str, LoadedFunction], call_store: CallStore, storage: StorageServer
 ) -> None:
-    event = json.loads(path.read_text())
+    event = local_recording_urls(json.loads(path.read_text()), storage)
     data = event["detail"]["data"]
 
-    result = deliver(consumers, event)
+    results = deliver(consumers, event)
 
-    assert (result["event_id"], result["event_type"]) == (data["id"], data["event_type"])
+    assert results
+    for result in results.values():
+        assert (result["event_id"], result["event_type"]) == (data["id"], data["event_type"])
     call_control_id = data["payload"].get("call_control_id")
     if call_control_id:
         assert data["id"] in {entry.event_id for entry in call_store.timeline(call_control_id)}
@@ -121,7 +131,7 @@ def test_a_late_older_event_never_moves_state_backwards(
     hangup = script.event("call.hangup", hangup_cause="normal_clearing")
     deliver(consumers, as_bus_event(hangup))
 
-    result = deliver(consumers, as_bus_event(answered))
+    result = deliver(consumers, as_bus_event(answered))["CallControlFunction"]
 
     assert "status" in result["lanes_stale"]
     record = call_store.get_call(script.call_control_id)
@@ -135,7 +145,7 @@ def test_a_redelivered_event_is_not_processed_twice(
 ) -> None:
     script = CallScript()
     event = as_bus_event(script.event("call.answered"))
-    first = deliver(consumers, event)
+    first = deliver(consumers, event)["CallControlFunction"]
     # Remove what the first delivery wrote: a second *processing* would write it again.
     boto3.client("dynamodb").update_item(
         TableName=stack.ref("CallsTable"),
@@ -144,7 +154,7 @@ def test_a_redelivered_event_is_not_processed_twice(
         ExpressionAttributeNames={"#s": "status"},
     )
 
-    second = deliver(consumers, event)
+    second = deliver(consumers, event)["CallControlFunction"]
 
     assert second == first
     record = call_store.get_call(script.call_control_id)

@@ -42,8 +42,12 @@ class CallScript:
         self.webhooks.append(webhook)
         return webhook
 
-    def basic_call(self) -> list[dict[str, Any]]:
-        """initiated -> answered -> speak -> gather -> playback -> recording -> hangup."""
+    def basic_call(self, recording_url: str | None = None) -> list[dict[str, Any]]:
+        """initiated -> answered -> speak -> gather -> playback -> recording -> hangup.
+
+        The recording sits in the customer's own bucket (Telnyx custom storage) unless
+        `recording_url` says where to download it from.
+        """
         parties: dict[str, Any] = {"from": "+15550001111", "to": "+15550002222", "direction": "incoming"}
         self.event("call.initiated", state="parked", **parties)
         self.event("call.answered", **parties)
@@ -58,7 +62,7 @@ class CallScript:
             channels="single",
             recording_started_at=self.clock.isoformat(),
             recording_ended_at=(self.clock + timedelta(seconds=30)).isoformat(),
-            recording_urls={"mp3": "https://storage.example.test/rec-1.mp3", "wav": None},
+            recording_urls={"mp3": recording_url or "s3://customer-bucket/recordings/rec-1.mp3", "wav": None},
             client_state=encode({"step": "voicemail"}),
         )
         self.event("call.hangup", hangup_cause="normal_clearing", hangup_source="caller", sip_hangup_cause="200")

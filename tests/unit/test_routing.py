@@ -26,8 +26,14 @@ INTENDED = {
     "ReferFunction": ["call.refer.started", "call.refer.completed", "call.refer.failed"],
     "SiprecFunction": ["siprec.started", "siprec.stopped", "siprec.failed"],
 }  # fmt: skip
-# IVR transitions: the call-control function also hears these, to advance the call's flow.
-ALSO_TO_CALL_CONTROL = {"call.speak.ended", "call.playback.ended", "call.recording.saved"}
+# Events a second function also hears: call control advances IVR flows on these, and the
+# transcription function writes the whole live transcript when the call hangs up.
+ALSO = {
+    "call.speak.ended": {"CallControlFunction"},
+    "call.playback.ended": {"CallControlFunction"},
+    "call.recording.saved": {"CallControlFunction"},
+    "call.hangup": {"TranscriptionFunction"},
+}
 UNCLAIMED = [
     "call.hold", "call.unhold", "call.enqueued", "call.dequeued", "call.machine.detection.ended",
     "call.machine.greeting.ended", "call.machine.premium.detection.ended", "call.ai_gather.ended", "call.cost",
@@ -62,8 +68,7 @@ def _targets(detail_type: str, source: str = "telnyx") -> set[str]:
     [(detail_type, function) for function, types in INTENDED.items() for detail_type in types],
 )
 def test_each_family_event_lands_on_its_function_only(detail_type: str, function: str) -> None:
-    expected = {function, "CallControlFunction"} if detail_type in ALSO_TO_CALL_CONTROL else {function}
-    assert _targets(detail_type) == expected
+    assert _targets(detail_type) == {function} | ALSO.get(detail_type, set())
 
 
 @pytest.mark.parametrize("detail_type", UNCLAIMED)
@@ -73,8 +78,7 @@ def test_unclaimed_event_types_land_on_the_timeline_only(detail_type: str) -> No
 
 @pytest.mark.parametrize("detail_type", SAMPLE_TYPES)
 def test_every_sample_event_type_lands_on_exactly_one_family_function(detail_type: str) -> None:
-    families = _targets(detail_type) - ({"CallControlFunction"} if detail_type in ALSO_TO_CALL_CONTROL else set())
-    assert len(families) == 1
+    assert len(_targets(detail_type) - ALSO.get(detail_type, set())) == 1
 
 
 def test_events_from_other_sources_reach_no_telnyx_function() -> None:

@@ -18,19 +18,44 @@ def _statements(document: dict[str, Any]) -> list[dict[str, Any]]:
     return statements if isinstance(statements, list) else [statements]
 
 
-@pytest.mark.parametrize("name", sorted(FUNCTIONS))
-def test_function_policies_are_sam_templates_scoped_to_one_resource(name: str) -> None:
+def _policies(name: str) -> list[dict[str, Any]]:
+    """A function's policies, with both branches of a conditional (`!If`) one."""
+    policies = []
     for policy in FUNCTIONS[name]["Properties"].get("Policies", []):
+        if isinstance(policy, dict) and "Fn::If" in policy:
+            policies += [branch for branch in policy["Fn::If"][1:] if branch != {"Ref": "AWS::NoValue"}]
+        else:
+            policies.append(policy)
+    return policies
+
+
+def _one_resource(target: Any) -> bool:
+    """A Ref / GetAtt / Sub naming exactly one resource or parameter of the template."""
+    if not isinstance(target, dict) or len(target) != 1:
+        return False
+    [(function, argument)] = target.items()
+    if function == "Fn::Sub":
+        return isinstance(argument, str) and argument.count("${") == 1
+    return function in {"Ref", "Fn::GetAtt"}
+
+
+@pytest.mark.parametrize("name", sorted(FUNCTIONS))
+def test_function_policies_are_scoped_to_one_resource_each(name: str) -> None:
+    for policy in _policies(name):
         assert isinstance(policy, dict), f"{name}: managed policy by name {policy!r}"
+        if "Statement" in policy:
+            # Inline statements only where no SAM template fits (S3 archive: exact object actions).
+            for statement in policy["Statement"]:
+                actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+                assert all("*" not in action for action in actions), f"{name}: {actions}"
+                assert _one_resource(statement["Resource"]), f"{name}: {statement['Resource']!r}"
+            continue
         [(template_name, arguments)] = policy.items()
         assert template_name.endswith("Policy"), f"{name}: {template_name} is not a SAM policy template"
-        assert template_name != "Statement", f"{name}: inline statements"
         assert isinstance(arguments, dict)
         assert len(arguments) == 1, f"{name}: {template_name} must name exactly one resource"
         [target] = arguments.values()
-        assert isinstance(target, dict) and set(target) <= {"Ref", "Fn::GetAtt", "Fn::Sub"}, (
-            f"{name}: {template_name} must reference a resource or parameter, not {target!r}"
-        )
+        assert _one_resource(target), f"{name}: {template_name} must reference one resource, not {target!r}"
 
 
 def test_no_statement_allows_a_wildcard_action() -> None:

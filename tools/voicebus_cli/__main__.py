@@ -86,6 +86,13 @@ def _where(parser: argparse.ArgumentParser) -> None:
     where.add_argument("--local", action="store_true", help="the stack `make local` runs")
 
 
+def _check_flows(args: argparse.Namespace) -> int:
+    """Load and validate every IVR flow bundled with the call-control function."""
+    from voicebus_cli.flows import check_flows
+
+    return check_flows()
+
+
 def _demo(args: argparse.Namespace) -> int:
     from voicebus_cli.demo import run_demo
 
@@ -117,6 +124,9 @@ def main(argv: list[str] | None = None) -> int:
     _where(call_parser)
     call_parser.add_argument("--table", help="the calls table name (instead of --stack/--local)")
     call_parser.set_defaults(run=_call)
+    commands.add_parser("check-flows", help="validate the bundled IVR flows (pydantic)").set_defaults(
+        run=_check_flows
+    )
     commands.add_parser("demo", help="run the local stack and play a call through it").set_defaults(run=_demo)
     args = parser.parse_args(argv)
     try:

@@ -93,12 +93,16 @@ class EventConsumer:
         }
 
 
+def store_from_env() -> CallStore:
+    """The container's call store (CALLS_TABLE_NAME, CALL_RECORD_RETENTION_DAYS)."""
+    return CallStore.from_env(boto3.client("dynamodb"), os.environ)
+
+
 def build_handler(act: Act | None = None) -> Handler:
     """The Lambda handler of one event-family function (service name from POWERTOOLS_SERVICE_NAME)."""
     logger = Logger()
     metrics = Metrics()
-    store = CallStore.from_env(boto3.client("dynamodb"), os.environ)
-    consumer = EventConsumer(CallEventRecorder(store), logger, metrics, act)
+    consumer = EventConsumer(CallEventRecorder(store_from_env()), logger, metrics, act)
 
     @logger.inject_lambda_context(correlation_id_path=CORRELATION_ID_PATH, clear_state=True)
     @metrics.log_metrics

@@ -139,6 +139,14 @@ class StatusLane(Lane):
     sip_hangup_cause: str | None = None
 
 
+def _recording(item: dict[str, Any]) -> dict[str, Any]:
+    """The recording lane (order-safe facts) merged with its order-free attributes (archive, transcript)."""
+    recording_id = item["sk"].removeprefix("RECORDING#")
+    lane = item.get("recording") or {"recording_id": recording_id, "status": "pending", "at": ""}
+    extra = {name: value for name, value in item.items() if name not in {"pk", "sk", "recording", "expires_at"}}
+    return {**lane, **extra}
+
+
 class TimelineEntry(BaseModel):
     event_id: str
     event_type: str
@@ -170,6 +178,7 @@ class CallRecord(BaseModel):
     client_state: ClientStateLane | None = None
     features: dict[Feature, Lane] = Field(default_factory=dict)
     recordings: list[RecordingRecord] = Field(default_factory=list)
+    transcript: dict[str, Any] | None = None  # where the live transcript was archived, once the call ended
 
 
 class CallStore:
@@ -247,16 +256,59 @@ class CallStore:
         return self._conditional_lane_write(key, "recording", value, ref, 0)
 
     def update_recording(self, call_control_id: str, recording_id: str, fields: Mapping[str, Any]) -> None:
-        """Add facts to a recording that do not depend on event order (e.g. where it was archived)."""
+        """Add facts to a recording that do not depend on event order (where it was archived, its transcript).
+
+        Creates the item if its call.recording.saved has not been recorded yet: events arrive in any order.
+        """
         names = {f"#f{index}": name for index, name in enumerate(fields)}
         values = {f":f{index}": _attribute(value) for index, value in enumerate(fields.values())}
+        assignments = [f"{alias} = :f{index}" for index, alias in enumerate(names)]
         self._client.update_item(
             TableName=self._table,
             Key={"pk": _attribute(call_pk(call_control_id)), "sk": _attribute(f"RECORDING#{recording_id}")},
-            UpdateExpression="SET " + ", ".join(f"#rec.{alias} = :f{index}" for index, alias in enumerate(names)),
-            ConditionExpression="attribute_exists(#rec)",
-            ExpressionAttributeNames={**names, "#rec": "recording"},
-            ExpressionAttributeValues=values,
+            UpdateExpression="SET " + ", ".join([*assignments, "expires_at = :exp"]),
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues={**values, ":exp": _attribute(self._expires_at())},
+        )
+
+    def recording(self, call_control_id: str, recording_id: str) -> dict[str, Any] | None:
+        """One recording as `CallRecord.recordings` shows it, or None."""
+        response = self._client.get_item(
+            TableName=self._table,
+            Key={"pk": _attribute(call_pk(call_control_id)), "sk": _attribute(f"RECORDING#{recording_id}")},
+            ConsistentRead=True,
+        )
+        return _recording(_item(response["Item"])) if "Item" in response else None
+
+    def append_transcript_segment(self, call_control_id: str, ref: EventRef, segment: Mapping[str, Any]) -> None:
+        """A final live-transcription segment, keyed by its event: in order, and a duplicate rewrites itself."""
+        self._client.put_item(
+            TableName=self._table,
+            Item={
+                "pk": _attribute(call_pk(call_control_id)),
+                "sk": _attribute(f"TRANSCRIPT#{ref.occurred_at}#{ref.event_id}"),
+                "occurred_at": _attribute(ref.occurred_at),
+                "event_id": _attribute(ref.event_id),
+                **{name: _attribute(value) for name, value in segment.items()},
+                "expires_at": _attribute(self._expires_at()),
+            },
+        )
+
+    def transcript_segments(self, call_control_id: str) -> list[dict[str, Any]]:
+        """The call's final live-transcription segments, in `occurred_at` order."""
+        return self._query(call_pk(call_control_id), "TRANSCRIPT#")
+
+    def link(self, call_control_id: str, name: str, value: Mapping[str, Any]) -> None:
+        """Record where something derived from the call lives (an archived transcript, say).
+
+        Not order-sensitive: the same input always produces the same link.
+        """
+        self._client.update_item(
+            TableName=self._table,
+            Key=self._state_key(call_control_id),
+            UpdateExpression="SET #name = :value, expires_at = :exp",
+            ExpressionAttributeNames={"#name": name},
+            ExpressionAttributeValues={":value": _attribute(dict(value)), ":exp": _attribute(self._expires_at())},
         )
 
     def _state_key(self, call_control_id: str) -> dict[str, Any]:
@@ -325,7 +377,7 @@ class CallStore:
         return records
 
     def _recordings(self, call_control_id: str) -> list[dict[str, Any]]:
-        return [item["recording"] for item in self._query(call_pk(call_control_id), "RECORDING#")]
+        return [_recording(item) for item in self._query(call_pk(call_control_id), "RECORDING#")]
 
     def _query(self, pk: str, prefix: str) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []

@@ -79,19 +79,22 @@ def _bucket(stack: Stack, logical: str, props: dict[str, Any]) -> None:
     s3.create_bucket(Bucket=name)
     encryption = props.get("BucketEncryption", {}).get("ServerSideEncryptionConfiguration")
     if encryption:
-        rules: list[Any] = [
+        encryption_rules: list[Any] = [
             {
                 "ApplyServerSideEncryptionByDefault": rule["ServerSideEncryptionByDefault"],
                 "BucketKeyEnabled": bool(rule.get("BucketKeyEnabled", False)),
             }
             for rule in encryption
         ]
-        configuration: Any = {"Rules": rules}
+        configuration: Any = {"Rules": encryption_rules}
         s3.put_bucket_encryption(Bucket=name, ServerSideEncryptionConfiguration=configuration)
     if "PublicAccessBlockConfiguration" in props:
         s3.put_public_access_block(Bucket=name, PublicAccessBlockConfiguration=props["PublicAccessBlockConfiguration"])
     if "OwnershipControls" in props:
         s3.put_bucket_ownership_controls(Bucket=name, OwnershipControls=props["OwnershipControls"])
+    if "LifecycleConfiguration" in props:
+        rules: list[Any] = [_lifecycle_rule(rule) for rule in props["LifecycleConfiguration"]["Rules"]]
+        s3.put_bucket_lifecycle_configuration(Bucket=name, LifecycleConfiguration={"Rules": rules})
     if "VersioningConfiguration" in props:
         s3.put_bucket_versioning(
             Bucket=name, VersioningConfiguration={"Status": props["VersioningConfiguration"]["Status"]}
@@ -100,9 +103,33 @@ def _bucket(stack: Stack, logical: str, props: dict[str, Any]) -> None:
     stack.attributes[logical] = {"Arn": f"arn:aws:s3:::{name}", "BucketName": name}
 
 
+def _lifecycle_rule(rule: dict[str, Any]) -> dict[str, Any]:
+    """CloudFormation's lifecycle rule shape as the S3 API takes it."""
+    api: dict[str, Any] = {"ID": rule["Id"], "Status": rule["Status"], "Filter": {"Prefix": rule.get("Prefix", "")}}
+    if "AbortIncompleteMultipartUpload" in rule:
+        api["AbortIncompleteMultipartUpload"] = rule["AbortIncompleteMultipartUpload"]
+    if "NoncurrentVersionExpiration" in rule:
+        api["NoncurrentVersionExpiration"] = {"NoncurrentDays": rule["NoncurrentVersionExpiration"]["NoncurrentDays"]}
+    if "Transitions" in rule:
+        api["Transitions"] = [
+            {"Days": int(t["TransitionInDays"]), "StorageClass": t["StorageClass"]} for t in rule["Transitions"]
+        ]
+    if "ExpirationInDays" in rule:
+        api["Expiration"] = {"Days": int(rule["ExpirationInDays"])}
+    return api
+
+
 def _bucket_policy(stack: Stack, logical: str, props: dict[str, Any]) -> None:
+    """The bucket policy, less TLS-only statements: moto serves plain HTTP, so they would deny every call."""
     props = stack.resolve(props)
-    boto3.client("s3").put_bucket_policy(Bucket=props["Bucket"], Policy=json.dumps(props["PolicyDocument"]))
+    document = dict(props["PolicyDocument"])
+    document["Statement"] = [
+        statement
+        for statement in document["Statement"]
+        if statement.get("Condition", {}).get("Bool", {}).get("aws:SecureTransport") != "false"
+    ]
+    if document["Statement"]:
+        boto3.client("s3").put_bucket_policy(Bucket=props["Bucket"], Policy=json.dumps(document))
     stack.physical[logical] = str(props["Bucket"])
 
 

@@ -20,6 +20,9 @@ TEMPLATE_FILE = ROOT / "template.yaml"
 ACCOUNT_ID = "123456789012"
 
 
+_NO_VALUE = object()  # what !Ref AWS::NoValue resolves to: removed from its list or map
+
+
 class TemplateError(ValueError):
     """The template uses something the local stack cannot resolve."""
 
@@ -77,15 +80,20 @@ class Stack:
         return str(spec["Default"])
 
     def resolve(self, value: Any) -> Any:
-        """Resolve intrinsic functions in `value` (recursively)."""
+        """Resolve intrinsic functions in `value` (recursively); AWS::NoValue leaves the list or map."""
         if isinstance(value, list):
-            return [self.resolve(item) for item in value]
+            return [item for item in (self.resolve(item) for item in value) if item is not _NO_VALUE]
         if not isinstance(value, dict):
             return value
         if len(value) == 1:
             ((key, argument),) = value.items()
+            if key == "Ref" and argument == "AWS::NoValue":
+                return _NO_VALUE
             if key == "Ref":
                 return self._ref(str(argument))
+            if key == "Fn::If":
+                condition, when_true, when_false = argument
+                return self.resolve(when_true if self.condition(str(condition)) else when_false)
             if key == "Fn::Sub":
                 return self._sub(argument)
             if key == "Fn::GetAtt":
@@ -95,7 +103,27 @@ class Stack:
                 return str(separator).join(str(self.resolve(item)) for item in items)
             if key.startswith("Fn::"):
                 raise TemplateError(f"{key} is not supported by the local stack")
-        return {key: self.resolve(item) for key, item in value.items()}
+        resolved = {key: self.resolve(item) for key, item in value.items()}
+        return {key: item for key, item in resolved.items() if item is not _NO_VALUE}
+
+    def condition(self, name: str) -> bool:
+        """A named condition from the template's Conditions section."""
+        return self._evaluate(self.template.get("Conditions", {})[name])
+
+    def _evaluate(self, expression: Any) -> bool:
+        ((function, argument),) = expression.items()
+        if function == "Condition":
+            return self.condition(str(argument))
+        if function == "Fn::Equals":
+            left, right = (str(self.resolve(side)) for side in argument)
+            return left == right
+        if function == "Fn::Not":
+            return not self._evaluate(argument[0])
+        if function == "Fn::And":
+            return all(self._evaluate(item) for item in argument)
+        if function == "Fn::Or":
+            return any(self._evaluate(item) for item in argument)
+        raise TemplateError(f"{function} is not supported in conditions")
 
     def _ref(self, name: str) -> str:
         pseudo = {

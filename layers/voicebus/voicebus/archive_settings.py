@@ -1,0 +1,26 @@
+"""The archiver a function builds once per container, from its environment.
+
+Apart from `voicebus.recordings` so that the transcription function, which never
+fetches a recording link, does not reach the telnyx SDK through it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+import boto3
+
+from voicebus import settings
+from voicebus.archive import RecordingArchiver, http_pool
+
+
+def archiver_from_env(environ: Mapping[str, str] | None = None) -> RecordingArchiver:
+    """ARCHIVE_BUCKET_NAME, and ARCHIVE_KMS_KEY_ARN when the bucket uses a KMS key."""
+    env = os.environ if environ is None else environ
+    return RecordingArchiver(
+        boto3.client("s3"),
+        settings.require("ARCHIVE_BUCKET_NAME", env),
+        http=http_pool(),
+        kms_key_id=env.get("ARCHIVE_KMS_KEY_ARN", "").strip() or None,
+    )
