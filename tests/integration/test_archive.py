@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import hashlib
+import json
+import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 
 from tests.support.storage_server import Behaviour, PublishedRecording, StorageServer
 from voicebus.archive import (
     SHA256_METADATA_KEY,
-    STAGING_PREFIX,
+    SHA256_TAG_KEY,
     ArchiveError,
     RecordingArchiver,
     RecordingSource,
@@ -53,8 +57,21 @@ def bucket(stack: ProvisionedStack, s3: S3Client) -> str:
     # The template's DenyInsecureTransport statement is conditional on aws:SecureTransport.
     # moto (5.2) evaluates bucket policies on object requests but has no value for that
     # condition key, so it turns the conditional Deny into "deny everything". It only
-    # concerns TLS, which the local HTTP endpoint cannot offer, so it is removed here.
-    s3.delete_bucket_policy(Bucket=name)
+    # concerns TLS, which the local HTTP endpoint cannot offer, so it is removed here
+    # when local provisioning has left it in; any other statement stays.
+    try:
+        policy = json.loads(s3.get_bucket_policy(Bucket=name)["Policy"])
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") != "NoSuchBucketPolicy":
+            raise
+        return name
+    kept = [
+        statement for statement in policy.get("Statement", []) if "aws:SecureTransport" not in json.dumps(statement)
+    ]
+    if not kept:
+        s3.delete_bucket_policy(Bucket=name)
+    elif len(kept) < len(policy["Statement"]):
+        s3.put_bucket_policy(Bucket=name, Policy=json.dumps({**policy, "Statement": kept}))
     return name
 
 
@@ -90,11 +107,32 @@ def multipart_etag(content: bytes, part_size: int) -> str:
     return f'"{hashlib.md5(b"".join(digests), usedforsecurity=False).hexdigest()}-{len(digests)}"'
 
 
+def composite_sha256(content: bytes, part_size: int) -> str:
+    """S3's composite checksum: base64 of the SHA-256 of the parts' SHA-256s (without the `-<parts>`)."""
+    digests = [
+        hashlib.sha256(content[start : start + part_size]).digest() for start in range(0, len(content), part_size)
+    ]
+    return base64.b64encode(hashlib.sha256(b"".join(digests)).digest()).decode()
+
+
+def full_sha256(content: bytes) -> str:
+    return base64.b64encode(hashlib.sha256(content).digest()).decode()
+
+
+def s3_checksum(s3: S3Client, bucket: str, key: str) -> str:
+    """The SHA-256 checksum S3 keeps, without the `-<parts>` S3 appends to a composite one (moto leaves it out)."""
+    return s3.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")["ChecksumSHA256"].split("-")[0]
+
+
+def tags(s3: S3Client, bucket: str, key: str, version_id: str | None) -> dict[str, str]:
+    answer = s3.get_object_tagging(Bucket=bucket, Key=key, VersionId=version_id or "")
+    return {tag["Key"]: tag["Value"] for tag in answer["TagSet"]}
+
+
 def assert_nothing_left_but(s3: S3Client, bucket: str, key: str, expected_versions: list[str | None]) -> None:
-    """No upload in progress, nothing staged, and exactly these versions under the key."""
+    """No upload in progress (so no parts kept), and exactly these versions under the key."""
     assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
     assert versions(s3, bucket, key) == expected_versions
-    assert versions(s3, bucket, STAGING_PREFIX) == []
 
 
 def assert_nothing_left(s3: S3Client, bucket: str, key: str) -> None:
@@ -122,6 +160,8 @@ def test_recording_is_stored_with_its_sha256_metadata_and_content_type(
     assert archived.uploaded
     assert archived.sha256 == recording.sha256() == stored_sha256(s3, bucket, key)
     assert head["Metadata"] == {**metadata, SHA256_METADATA_KEY: recording.sha256()}
+    # One PutObject: S3 checked the whole body against its SHA-256 and keeps it as the checksum.
+    assert s3_checksum(s3, bucket, key) == full_sha256(recording.content())
     assert head["ContentType"] == "audio/wav"
     assert (archived.size, archived.version_id) == (recording.size, head["VersionId"])
     assert archived.s3_uri == f"s3://{bucket}/recordings/2026/11/21/session-1/rec-small.wav"
@@ -132,16 +172,56 @@ def test_large_recording_is_stored_in_parts_of_part_size(
     archiver: RecordingArchiver, storage: StorageServer, s3: S3Client, bucket: str, size: int, parts: int
 ) -> None:
     recording = storage.publish(f"large-{size}", size)
+    key = "recordings/large.wav"
 
-    archived = archiver.archive(source(recording, "recordings/large.wav"))
+    archived = archiver.archive(source(recording, key))
 
-    head = s3.head_object(Bucket=bucket, Key="recordings/large.wav")
+    head = s3.head_object(Bucket=bucket, Key=key)
+    attributes = s3.get_object_attributes(Bucket=bucket, Key=key, ObjectAttributes=["Checksum"])
     assert head["ETag"].endswith(f'-{parts}"')
     assert head["ETag"] == multipart_etag(recording.content(), PART)
-    assert stored_sha256(s3, bucket, "recordings/large.wav") == recording.sha256() == archived.sha256
-    assert head["Metadata"] == {"recording-id": "rec-1", SHA256_METADATA_KEY: recording.sha256()}
+    assert stored_sha256(s3, bucket, key) == recording.sha256() == archived.sha256
+    # Straight to the final key: its metadata is fixed before the SHA-256 is known, so the tag carries it.
+    assert head["Metadata"] == {"recording-id": "rec-1"}
+    assert tags(s3, bucket, key, archived.version_id) == {SHA256_TAG_KEY: recording.sha256()}
+    # S3 checked every part against its SHA-256 and keeps the composite of them.
+    assert attributes["Checksum"] == {
+        "ChecksumSHA256": composite_sha256(recording.content(), PART),
+        "ChecksumType": "COMPOSITE",
+    }
+    assert s3_checksum(s3, bucket, key) == composite_sha256(recording.content(), PART)
     assert (head["ContentType"], head["ContentLength"]) == ("audio/wav", size)
-    assert_nothing_left_but(s3, bucket, "recordings/large.wav", [archived.version_id])
+    assert_nothing_left_but(s3, bucket, key, [archived.version_id])
+
+
+def test_parts_upload_concurrently_never_more_than_concurrency_at_once(
+    storage: StorageServer, s3: S3Client, bucket: str
+) -> None:
+    client = boto3.client("s3")
+    in_flight, peak, lock = [0], [0], threading.Lock()
+
+    def started(**_: Any) -> None:
+        with lock:
+            in_flight[0] += 1
+            peak[0] = max(peak[0], in_flight[0])
+        time.sleep(0.2)  # slower than reading a part from loopback: parts pile up if the archiver lets them
+
+    def finished(**_: Any) -> None:
+        with lock:
+            in_flight[0] -= 1
+
+    client.meta.events.register("before-call.s3.UploadPart", started)
+    client.meta.events.register("after-call.s3.UploadPart", finished)
+    archiver = RecordingArchiver(client, bucket, part_size=PART, concurrency=3)
+    recording = storage.publish("concurrent", 8 * PART + 3)
+
+    archived = archiver.archive(source(recording, "recordings/concurrent.wav"))
+
+    assert peak[0] == 3
+    head = s3.head_object(Bucket=bucket, Key="recordings/concurrent.wav")
+    assert head["ETag"] == multipart_etag(recording.content(), PART)  # parts numbered in the body's order
+    assert archived.sha256 == recording.sha256() == stored_sha256(s3, bucket, "recordings/concurrent.wav")
+    assert_nothing_left_but(s3, bucket, "recordings/concurrent.wav", [archived.version_id])
 
 
 @pytest.mark.parametrize("size", [2 * MIB, 11 * MIB])
@@ -346,7 +426,8 @@ def test_s3_failure_mid_transfer_raises_and_leaves_nothing(
     )
 
     # Real S3 answers NoSuchUpload; moto 5.2 answers 500 for a part sent to an aborted upload.
-    with pytest.raises(ArchiveError, match=r"UploadPart 2 of recordings/s3-fails\.wav into staging/\w+ failed"):
+    # Parts 2 and 3 both fail; which is reported first depends on botocore's jittered retries.
+    with pytest.raises(ArchiveError, match=r"UploadPart [23] of recordings/s3-fails\.wav failed"):
         archiver.archive(source(recording, "recordings/s3-fails.wav"))
 
     assert_nothing_left(s3, bucket, "recordings/s3-fails.wav")
@@ -377,24 +458,83 @@ def test_a_concurrent_identical_archive_wins_without_a_second_version(
     assert_nothing_left_but(s3, bucket, key, [winner])
 
 
-def test_a_concurrent_different_write_raises(
+def test_a_concurrent_different_write_gets_the_recording_as_a_newer_version(
     archiver: RecordingArchiver, storage: StorageServer, s3: S3Client, bucket: str
 ) -> None:
     key = "recordings/raced-other.wav"
+    others: list[str] = []
 
     def other_content(client: S3Client, _key: str, _upload_id: str) -> None:
-        client.put_object(Bucket=bucket, Key=key, Body=b"other", Metadata={SHA256_METADATA_KEY: "0" * 64})
+        written = client.put_object(Bucket=bucket, Key=key, Body=b"other", Metadata={SHA256_METADATA_KEY: "0" * 64})
+        others.append(written["VersionId"])
 
     recording = storage.publish(
         "raced-other", 11 * MIB, pause_at=7 * MIB, on_pause=_once_a_part_is_uploaded(bucket, other_content)
     )
 
-    with pytest.raises(ArchiveError, match="concurrently"):
-        archiver.archive(source(recording, key))
+    # If-None-Match fails on completion; the winner is compared, found different, and kept as the older version.
+    archived = archiver.archive(source(recording, key))
 
-    assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == b"other"
+    assert archived.uploaded
+    assert stored_sha256(s3, bucket, key) == recording.sha256() == archived.sha256
+    assert s3.get_object(Bucket=bucket, Key=key, VersionId=others[0])["Body"].read() == b"other"
+    assert set(versions(s3, bucket, key)) == {others[0], archived.version_id}
     assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
-    assert versions(s3, bucket, STAGING_PREFIX) == []
+
+
+def test_a_lost_tag_is_restored_without_a_new_version(
+    archiver: RecordingArchiver, storage: StorageServer, s3: S3Client, bucket: str
+) -> None:
+    # As if the archiving call had died between completing the upload and tagging it.
+    recording = storage.publish("untagged", 11 * MIB)
+    first = archiver.archive(source(recording, "recordings/untagged.wav"))
+    s3.delete_object_tagging(Bucket=bucket, Key="recordings/untagged.wav", VersionId=first.version_id or "")
+
+    again = archiver.archive(source(recording, "recordings/untagged.wav"))
+
+    # Without its SHA-256 recorded it cannot be recognised unread: it is streamed and compared by checksum.
+    assert storage.bytes_sent(recording) == 2 * recording.size
+    assert again == dataclasses.replace(first, uploaded=False)
+    assert tags(s3, bucket, "recordings/untagged.wav", first.version_id) == {SHA256_TAG_KEY: recording.sha256()}
+    assert_nothing_left_but(s3, bucket, "recordings/untagged.wav", [first.version_id])
+
+
+def test_a_failed_tagging_raises_and_the_retry_tags_the_same_version(
+    storage: StorageServer, s3: S3Client, bucket: str
+) -> None:
+    client = boto3.client("s3")
+
+    def refuse(**_: Any) -> None:
+        raise ClientError({"Error": {"Code": "AccessDenied", "Message": "injected"}}, "PutObjectTagging")
+
+    client.meta.events.register("before-call.s3.PutObjectTagging", refuse, unique_id="refuse-tagging")
+    archiver = RecordingArchiver(client, bucket, part_size=PART)
+    recording = storage.publish("tag-fails", 11 * MIB)
+
+    with pytest.raises(ArchiveError, match=r"PutObjectTagging of recordings/tag-fails\.wav failed: AccessDenied"):
+        archiver.archive(source(recording, "recordings/tag-fails.wav"))
+    [complete] = versions(s3, bucket, "recordings/tag-fails.wav")
+    client.meta.events.unregister("before-call.s3.PutObjectTagging", unique_id="refuse-tagging")
+    retried = archiver.archive(source(recording, "recordings/tag-fails.wav"))
+
+    assert (retried.uploaded, retried.version_id, retried.sha256) == (False, complete, recording.sha256())
+    assert tags(s3, bucket, "recordings/tag-fails.wav", complete) == {SHA256_TAG_KEY: recording.sha256()}
+    assert_nothing_left_but(s3, bucket, "recordings/tag-fails.wav", [complete])
+
+
+def test_the_same_bytes_in_other_parts_are_recognised_by_their_tag(
+    storage: StorageServer, s3: S3Client, bucket: str
+) -> None:
+    first = RecordingArchiver(s3, bucket, part_size=6 * MIB).archive(
+        source(storage.publish("reparted", 13 * MIB), "recordings/reparted.wav")
+    )
+    # Chunked, so the size is unknown and the body is streamed: 5 MiB parts give another composite checksum.
+    chunked = storage.publish("reparted-chunked", 13 * MIB, Behaviour.CHUNKED, seed="reparted")
+
+    again = RecordingArchiver(s3, bucket, part_size=PART).archive(source(chunked, "recordings/reparted.wav"))
+
+    assert (again.uploaded, again.version_id, again.sha256) == (False, first.version_id, first.sha256)
+    assert_nothing_left_but(s3, bucket, "recordings/reparted.wav", [first.version_id])
 
 
 @pytest.mark.parametrize("size", [MIB, 6 * MIB])
@@ -440,4 +580,5 @@ def test_archive_text_is_idempotent_and_new_text_is_a_new_version(
         "call-control-id": "v3:call-1",
         SHA256_METADATA_KEY: hashlib.sha256(text.encode("utf-8")).hexdigest(),
     }
+    assert s3_checksum(s3, bucket, key) == full_sha256((text + "Agent: Bye.\n").encode("utf-8"))
     assert len(versions(s3, bucket, key)) == 2

@@ -11,10 +11,10 @@ import pytest
 
 from tests.support.bus import BusTap
 from tests.support.routing import targets
-from tests.support.telnyx_api import Fault, TelnyxApiStandIn
 from voicebus.commands.ids import command_id
 from voicebus.state import CallStore, Feature
 from voicebus_cli.local.provision import ProvisionedStack
+from voicebus_cli.local.telnyx_api import Fault, TelnyxApiStandIn
 from voicebus_cli.testkey import ROOT
 
 pytestmark = pytest.mark.integration

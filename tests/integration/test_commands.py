@@ -12,7 +12,6 @@ import pytest
 from aws_lambda_powertools.utilities import parameters
 from telnyx import InternalServerError, NotFoundError, Telnyx, UnprocessableEntityError
 
-from tests.support.telnyx_api import Fault, TelnyxApiStandIn
 from voicebus import client_state
 from voicebus.commands import ids, models
 from voicebus.commands.client import build_client
@@ -24,6 +23,7 @@ from voicebus.commands.sender import (
     TelnyxAuthenticationError,
 )
 from voicebus_cli.local.moto_server import MotoServer
+from voicebus_cli.local.telnyx_api import Fault, TelnyxApiStandIn
 
 pytestmark = pytest.mark.integration
 

@@ -11,9 +11,9 @@ import pytest
 
 from tests.support.calls import CallScript, as_bus_event
 from tests.support.storage_server import Behaviour, StorageServer
-from tests.support.telnyx_api import TelnyxApiStandIn
 from voicebus.state import CallStore
 from voicebus_cli.local.provision import ProvisionedStack
+from voicebus_cli.local.telnyx_api import TelnyxApiStandIn
 
 pytestmark = pytest.mark.integration
 

@@ -34,9 +34,10 @@ from voicebus.commands.sender import (
     error_details,
 )
 from voicebus.settings import ConfigurationError
+from voicebus_cli.local.telnyx_api import SPEC_PATH
 
 ROOT = Path(__file__).resolve().parents[2]
-SPEC = json.loads((ROOT / "tests" / "fixtures" / "telnyx-voice-openapi.json").read_text(encoding="utf-8"))
+SPEC = json.loads(SPEC_PATH.read_text(encoding="utf-8"))
 SCHEMAS = SPEC["components"]["schemas"]
 SENDER_FIELDS = {"client_state", "command_id"}
 

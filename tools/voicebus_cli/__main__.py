@@ -124,9 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     _where(call_parser)
     call_parser.add_argument("--table", help="the calls table name (instead of --stack/--local)")
     call_parser.set_defaults(run=_call)
-    commands.add_parser("check-flows", help="validate the bundled IVR flows (pydantic)").set_defaults(
-        run=_check_flows
-    )
+    commands.add_parser("check-flows", help="validate the bundled IVR flows (pydantic)").set_defaults(run=_check_flows)
     commands.add_parser("demo", help="run the local stack and play a call through it").set_defaults(run=_demo)
     args = parser.parse_args(argv)
     try:

@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
-from tests.support.telnyx_api import TelnyxApiStandIn
 from voicebus_cli.local.functions import LoadedFunction
 from voicebus_cli.local.http_api import LocalHttpApi
 from voicebus_cli.local.moto_server import MotoServer
 from voicebus_cli.local.provision import ProvisionedStack, provision
+from voicebus_cli.local.telnyx_api import TelnyxApiStandIn
 from voicebus_cli.local.template import Stack, load_template
 from voicebus_cli.local.workers import DEFAULT_ASYNC_RETRIES, Invocation, RuleWorker
 from voicebus_cli.testkey import load_test_key

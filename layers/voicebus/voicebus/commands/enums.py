@@ -3,7 +3,7 @@
 Literal aliases rather than StrEnums: callers pass plain strings (they arrive as
 JSON), mypy still checks literals written in code, and pydantic's error names
 every allowed value. tests/unit/test_commands.py compares each alias with the
-vendored spec (tests/fixtures/telnyx-voice-openapi.json), so a spec update that
+vendored spec (tools/voicebus_cli/local/telnyx-voice-openapi.json), so a spec update that
 changes a value fails there first. Where two request fields share one set of
 values (`format` and `record_format`), they share one alias.
 """

@@ -38,7 +38,7 @@ from referencing.jsonschema import DRAFT202012
 
 from voicebus import client_state
 
-SPEC_PATH = Path(__file__).resolve().parents[1] / "fixtures" / "telnyx-voice-openapi.json"
+SPEC_PATH = Path(__file__).resolve().parent / "telnyx-voice-openapi.json"
 DEFAULT_API_KEY = "KEY_voicebus_stand_in"
 _SPEC_URI = "urn:voicebus:telnyx-voice-openapi"
 _METHODS = ("get", "put", "post", "delete", "patch")
