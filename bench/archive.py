@@ -7,13 +7,10 @@
    each other (memory does not grow with the recording), and each under 64 MiB.
 2. Throughput as a ratio to boto3's `upload_file` of the same bytes from local disk
    into the same moto server, run alternately with the archiver in the same run.
-   Target >= 0.7. The archiver downloads, hashes, uploads to staging/ one part at a
-   time and then has the final object assembled by UploadPartCopy (the only way to
-   give it a sha256 known at the end); `upload_file` only uploads, 10 parts at once.
-   Also printed: the time per phase (from botocore's before/after-call events) and
-   an estimate of the ratio without the server-side copy. moto's UploadPartCopy
-   reads the whole source object for every part, so the copy costs far more here
-   than it does in S3.
+   Target >= 0.7. The archiver downloads and hashes the body (SHA-256 of the whole,
+   then of each part for S3 to check), uploads up to 4 parts at once straight to the
+   final key and tags the object with its SHA-256; `upload_file` only reads a local
+   file and uploads it, 10 parts at once.
 
 Each figure is the best of REPEATS runs. The bench reports, it does not gate: it
 exits 0 either way. Run: `.venv/bin/python bench/archive.py`.
@@ -39,7 +36,7 @@ sys.path[:0] = [str(ROOT / "layers" / "voicebus"), str(ROOT / "tools"), str(ROOT
 import boto3  # noqa: E402
 
 from tests.support.storage_server import StorageServer, expected_sha256, recording_bytes  # noqa: E402
-from voicebus.archive import STAGING_PREFIX, RecordingArchiver, RecordingSource  # noqa: E402
+from voicebus.archive import DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE, RecordingArchiver, RecordingSource  # noqa: E402
 from voicebus_cli.local.moto_server import MotoServer  # noqa: E402
 
 MIB = 1024 * 1024
@@ -88,32 +85,8 @@ def child_archive(url: str, bucket: str, key: str) -> dict[str, Any]:
     archiver = RecordingArchiver(s3, bucket)
     # Warm-up: endpoint rules, the S3 model and urllib3 are loaded before measuring.
     archiver.archive_text(f"warmup/{uuid.uuid4().hex}.txt", "warm", "text/plain")
-    per_operation = _time_operations(s3)
     source = RecordingSource(url, key, "audio/wav", {"recording-id": key.rsplit("/", 1)[-1]})
-    outcome = _measured(lambda: archiver.archive(source).sha256)
-    outcome["operations"] = per_operation
-    return outcome
-
-
-def _time_operations(s3: Any) -> dict[str, float]:
-    """Wall seconds per S3 operation, observed through botocore's own before/after-call events."""
-    totals: dict[str, float] = {}
-
-    def note_key(context: dict[str, Any], params: dict[str, Any], **_: Any) -> None:
-        context["bench_staging"] = str(params.get("Key", "")).startswith(STAGING_PREFIX)
-
-    def before(context: dict[str, Any], **_: Any) -> None:
-        context["bench_started"] = time.perf_counter()
-
-    def after(context: dict[str, Any], model: Any, **_: Any) -> None:
-        elapsed = time.perf_counter() - context.pop("bench_started", time.perf_counter())
-        name = f"{model.name}{' staging' if context.pop('bench_staging', False) else ''}"
-        totals[name] = totals.get(name, 0.0) + elapsed
-
-    s3.meta.events.register("before-parameter-build.s3", note_key)
-    s3.meta.events.register("before-call.s3", before)
-    s3.meta.events.register("after-call.s3", after)
-    return totals
+    return _measured(lambda: archiver.archive(source).sha256)
 
 
 def child_upload_file(path: str, bucket: str, key: str) -> dict[str, Any]:
@@ -137,12 +110,6 @@ def run_child(*args: str) -> dict[str, Any]:
 # ---------------------------------------------------------------------- the run
 
 
-# The S3 calls that only exist to give the final object its sha256 metadata:
-# the server-side copy of the staged parts into the final key, and the staged copy's removal.
-ASSEMBLY_OPERATIONS = ("CreateMultipartUpload", "UploadPartCopy", "CompleteMultipartUpload", "DeleteObject staging")
-STAGING_COMPLETE = "CompleteMultipartUpload staging"
-
-
 @dataclass
 class Measure:
     size_mib: int
@@ -152,16 +119,6 @@ class Measure:
     upload_file_rss_mib: float
     sha_ok: bool
     peak_reset: bool
-    operations: dict[str, float]
-
-    @property
-    def assembly_seconds(self) -> float:
-        return sum(self.operations.get(name, 0.0) for name in ASSEMBLY_OPERATIONS)
-
-    @property
-    def streaming_seconds(self) -> float:
-        """Download, hash, UploadPart to staging/, HeadObject: the archive minus both completes and the copy."""
-        return self.archive_seconds - self.assembly_seconds - self.operations.get(STAGING_COMPLETE, 0.0)
 
     @property
     def ratio(self) -> float:
@@ -201,16 +158,14 @@ def measure(storage: StorageServer, s3: Any, bucket: str, workdir: Path, size_mi
                 upload_runs.append(run_child("upload-file", str(local), bucket, key))
             forget(s3, bucket, "bench/")
     local.unlink()
-    fastest = min(archive_runs, key=lambda run: float(run["seconds"]))
     return Measure(
         size_mib=size_mib,
-        archive_seconds=fastest["seconds"],
+        archive_seconds=min(run["seconds"] for run in archive_runs),
         upload_file_seconds=min(run["seconds"] for run in upload_runs),
         archive_rss_mib=max(run["rss_growth_kib"] for run in archive_runs) / 1024,
         upload_file_rss_mib=max(run["rss_growth_kib"] for run in upload_runs) / 1024,
         sha_ok=all(run["result"] == expected for run in archive_runs),
         peak_reset=all(run["peak_reset"] for run in archive_runs + upload_runs),
-        operations=fastest["operations"],
     )
 
 
@@ -220,7 +175,10 @@ def verdict(passed: bool) -> str:
 
 def report(measures: list[Measure]) -> None:
     peak_reset = all(m.peak_reset for m in measures)
-    print(f"recording archiver benchmark (python {sys.version.split()[0]}, {os.cpu_count()} cores, part 8 MiB)")
+    print(
+        f"recording archiver benchmark (python {sys.version.split()[0]}, {os.cpu_count()} cores, "
+        f"part {DEFAULT_PART_SIZE // MIB} MiB, {DEFAULT_CONCURRENCY} parts at once; best of {REPEATS})"
+    )
     print(f"peak RSS read from VmHWM, {'reset after warm-up' if peak_reset else 'before/after (no reset)'}")
     print()
     print(
@@ -232,15 +190,6 @@ def report(measures: list[Measure]) -> None:
             f"{m.size_mib:>4} MiB{m.archive_seconds:>11.2f}{m.size_mib / m.archive_seconds:>8.1f}"
             f"{m.upload_file_seconds:>15.2f}{m.size_mib / m.upload_file_seconds:>8.1f}"
             f"{m.ratio:>8.2f}{'>= ' + str(THROUGHPUT_TARGET):>9}  {verdict(ok)}"
-        )
-    print()
-    print("where the archiver's time goes (fastest run); last column: estimated ratio without the copy")
-    print(f"{'size':>8}{'stream s':>10}{'complete staging s':>20}{'copy + complete final s':>25}{'ratio w/o copy':>16}")
-    for m in measures:
-        without_copy = m.archive_seconds - m.assembly_seconds
-        print(
-            f"{m.size_mib:>4} MiB{m.streaming_seconds:>10.2f}{m.operations.get(STAGING_COMPLETE, 0.0):>20.2f}"
-            f"{m.assembly_seconds:>25.2f}{m.upload_file_seconds / without_copy:>16.2f}"
         )
     print()
     print(f"{'size':>8}{'archive RSS growth':>20}{'upload_file RSS growth':>24}{'target':>10}  verdict")

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import boto3
 import pytest
+from botocore.config import Config
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -164,7 +165,7 @@ def test_source_refuses_external_locations() -> None:
         RecordingSource("s3://bucket/a.wav", "recordings/a.wav", "audio/wav")
 
 
-@pytest.mark.parametrize("key", ["", "/recordings/a.wav", "staging/x/a.wav", "k" * 1025])
+@pytest.mark.parametrize("key", ["", "/recordings/a.wav", "k" * 1025])
 def test_source_refuses_unusable_keys(key: str) -> None:
     with pytest.raises(ValueError, match="key"):
         RecordingSource("https://example.test/a.wav", key, "audio/wav")
@@ -197,3 +198,21 @@ def test_part_size_must_be_one_s3_accepts(part_size: int) -> None:
 
     with pytest.raises(ValueError, match="part_size"):
         RecordingArchiver(client, "archive", part_size=part_size)
+
+
+@pytest.mark.parametrize(
+    ("concurrency", "config"),
+    [(0, Config()), (11, Config()), (17, Config(max_pool_connections=16))],
+    ids=["none", "beyond-the-default-pool", "beyond-a-configured-pool"],
+)
+def test_concurrency_must_fit_the_clients_connection_pool(concurrency: int, config: Config) -> None:
+    client = boto3.client("s3", region_name="us-east-1", config=config)
+
+    with pytest.raises(ValueError, match="concurrency"):
+        RecordingArchiver(client, "archive", concurrency=concurrency)
+
+
+def test_concurrency_up_to_a_configured_pool_is_accepted() -> None:
+    client = boto3.client("s3", region_name="us-east-1", config=Config(max_pool_connections=16))
+
+    RecordingArchiver(client, "archive", concurrency=16)

@@ -1,28 +1,35 @@
 """Archiving call recordings and transcripts into S3, streamed, checksummed and exactly once.
 
 A recording can be hundreds of MB, so its body goes from the HTTP response to
-S3 one part at a time and is never held whole. Its SHA-256 is only known at the
-end, yet S3 fixes an object's metadata when the upload is created; so a
-recording larger than one part is streamed into a multipart upload under
-`staging/`, and the final object is then assembled server-side (UploadPartCopy)
-with the digest in its metadata. The final key therefore never holds an object
-without its `sha256`, and a failure leaves nothing under it.
+S3 part by part and is never held whole: it is read and hashed in order on the
+calling thread while up to `concurrency` parts upload at once, straight into a
+multipart upload under the final key. S3 checks every part against the SHA-256
+sent with it and keeps the composite SHA-256 of the parts as the object's
+checksum. The SHA-256 of the whole recording is only known at the end, after S3
+has fixed the object's metadata, so it is stored as the object's `sha256` tag
+(and returned, for the call's record). A recording of one part is one PutObject
+carrying its full SHA-256 both as S3's checksum and as `sha256` metadata.
 
-Exactly once: an object already archived with the same bytes is recognised by
-its `sha256` metadata (and its size, before any download) and is not written
+Exactly once: an object under the key with a SHA-256 checksum, a known `sha256`
+and the announced size is recognised before any download and is not written
 again, so a versioned bucket gets no new version when Telnyx or EventBridge
-delivers the webhook twice. Writes are conditional (If-None-Match / If-Match),
-so two concurrent deliveries cannot both add a version either.
+delivers the webhook twice. Otherwise the recording is streamed and compared
+with what is there (S3's checksum, or the recorded `sha256`): the same bytes
+abort the upload, other bytes become a new version. Writes are conditional
+(If-None-Match / If-Match), so a writer that slips in between is compared too.
+A failure aborts the upload: no parts are left, and nothing new is under the key;
+the one exception, a recording completed but not yet tagged, is recognised by its
+checksum on the retry, tagged then, and not written again.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import base64
 import hashlib
 import logging
 import re
-import uuid
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -35,7 +42,7 @@ from urllib3.exceptions import HTTPError
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
-    from mypy_boto3_s3.type_defs import CompletedPartTypeDef, CopySourceTypeDef
+    from mypy_boto3_s3.type_defs import CompletedPartTypeDef
 
 logger = logging.getLogger(__name__)
 
@@ -45,19 +52,19 @@ MIN_PART_SIZE = 5 * MIB
 MAX_PART_SIZE = 5 * 1024 * MIB
 MAX_PARTS = 10_000
 DEFAULT_PART_SIZE = 8 * MIB
+# Parts uploading at once; memory is this many parts whatever the recording's size.
+DEFAULT_CONCURRENCY = 4
 # One read from the socket; the part buffer fills from these.
 READ_CHUNK_SIZE = 1 * MIB
 DEFAULT_CONNECT_TIMEOUT = 5.0
 # Per socket read, not for the whole body: a slow but alive download still completes.
 DEFAULT_READ_TIMEOUT = 30.0
 
+# The recording's SHA-256 (hex): metadata of a one-part object, tag of a multipart one.
 SHA256_METADATA_KEY = "sha256"
-# Every part carries a CRC32 that S3 checks on arrival, as boto3's upload_file does;
-# declaring it at CreateMultipartUpload also spares S3 a full-object checksum at the end.
-PART_CHECKSUM_ALGORITHM: Final = "CRC32"
-# Where large recordings are streamed before the final object is assembled;
-# reserved, and worth a lifecycle rule (a killed invocation cannot clean up).
-STAGING_PREFIX = "staging/"
+SHA256_TAG_KEY = "sha256"
+# S3 verifies each part (and a one-part object) against the SHA-256 sent with it.
+CHECKSUM_ALGORITHM: Final = "SHA256"
 EXTERNAL_SCHEMES = frozenset({"s3", "gs"})
 # What an expired or revoked presigned link answers.
 EXPIRED_LINK_STATUSES = frozenset({403, 404})
@@ -74,10 +81,12 @@ _FORMAT = re.compile(r"[a-z0-9]{1,10}")
 # What S3 answers a conditional write that lost a race.
 _CONDITIONAL_WRITE_CONFLICTS = frozenset({"PreconditionFailed", "ConditionalRequestConflict", "412", "409"})
 _MISSING_OBJECT_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
+# A write that loses the race is compared with the winner and tried again, this many times in all.
+_WRITE_ATTEMPTS = 3
 
 
 class ArchiveError(RuntimeError):
-    """Nothing new is archived and no upload is left behind; the invocation should fail and be retried."""
+    """The recording is not archived (or not yet tagged) and no upload is left behind; fail and be retried."""
 
 
 class KeyComponentError(ValueError):
@@ -122,16 +131,37 @@ class ArchivedObject:
 
 
 @dataclass(frozen=True)
+class _Digest:
+    """What this call computed over the bytes it read: their SHA-256, and S3's composite of its parts."""
+
+    sha256: str
+    composite: str | None = None
+
+    @property
+    def full_checksum(self) -> str:
+        """The SHA-256 as S3 shows a full-object checksum: base64."""
+        return _b64(bytes.fromhex(self.sha256))
+
+
+@dataclass(frozen=True)
 class _ExistingObject:
-    """What HeadObject says about an object already under the key."""
+    """What HeadObject (and, for a multipart object, its tags) say about the object under the key."""
 
     version_id: str | None
     size: int
     etag: str
+    # Hex, from the `sha256` metadata or tag: what the archiver recorded.
     sha256: str | None
+    # S3's SHA-256 checksum, base64, without the `-<parts>` of a composite one.
+    checksum: str | None
+    # The tag set, when it was read (a multipart object without `sha256` metadata).
+    tags: Mapping[str, str] | None = None
 
-    def archived(self, bucket: str, key: str) -> ArchivedObject:
-        return ArchivedObject(bucket, key, self.version_id, self.size, self.sha256 or "", uploaded=False)
+    def holds(self, digest: _Digest) -> bool:
+        """Whether it has the bytes just read: by S3's checksum (whole, or of the same parts) or the recorded one."""
+        if self.sha256 == digest.sha256:
+            return True
+        return self.checksum is not None and self.checksum in (digest.full_checksum, digest.composite)
 
 
 def http_pool(
@@ -215,7 +245,10 @@ def recording_metadata(
 class RecordingArchiver:
     """Copies recordings from Telnyx into one bucket; built once per container.
 
-    Memory stays at one part (plus one read chunk) whatever the recording's size.
+    Memory stays at `concurrency` parts (plus one read chunk) whatever the
+    recording's size. The client's `max_pool_connections` (10 by default) must
+    allow `concurrency` connections: botocore would open the extra ones only to
+    throw them away.
     """
 
     def __init__(
@@ -225,14 +258,21 @@ class RecordingArchiver:
         *,
         http: urllib3.PoolManager | None = None,
         part_size: int = DEFAULT_PART_SIZE,
+        concurrency: int = DEFAULT_CONCURRENCY,
         kms_key_id: str | None = None,
     ) -> None:
         if not MIN_PART_SIZE <= part_size <= MAX_PART_SIZE:
             raise ValueError(f"part_size must be between {MIN_PART_SIZE} and {MAX_PART_SIZE} bytes, got {part_size}")
+        connections = getattr(client.meta.config, "max_pool_connections", None) or 10
+        if not 1 <= concurrency <= connections:
+            raise ValueError(
+                f"concurrency must be between 1 and the client's {connections} connections, got {concurrency}"
+            )
         self._s3 = client
         self._bucket = bucket
         self._http = http or http_pool()
         self._part_size = part_size
+        self._concurrency = concurrency
         self._encryption: dict[str, Any] = (
             {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": kms_key_id} if kms_key_id else {}
         )
@@ -243,8 +283,9 @@ class RecordingArchiver:
         body = self._open(source)
         try:
             length = body.content_length
-            if existing and existing.sha256 and length is not None and existing.size == length:
-                return existing.archived(self._bucket, source.key)
+            # Checksummed by S3 and its SHA-256 recorded: archived by this design, and finished.
+            if existing and existing.checksum and existing.sha256 and existing.size == length:
+                return self._recognised(source.key, existing, existing.sha256)
             if length is not None and length > self._part_size * MAX_PARTS:
                 raise ArchiveError(f"{source.key}: {length} bytes need more than {MAX_PARTS} parts; raise part_size")
             return self._transfer(body, source, existing)
@@ -258,11 +299,8 @@ class RecordingArchiver:
         _check_key(key)
         _check_metadata(metadata or {})
         data = text.encode("utf-8")
-        sha256 = hashlib.sha256(data).hexdigest()
-        existing = self._head(key)
-        if existing and existing.sha256 == sha256:
-            return existing.archived(self._bucket, key)
-        return self._put(key, data, sha256, content_type, metadata or {}, existing)
+        digest = _Digest(hashlib.sha256(data).hexdigest())
+        return self._put(key, data, digest, content_type, metadata or {}, self._head(key))
 
     # ------------------------------------------------------------------ download
 
@@ -297,167 +335,198 @@ class RecordingArchiver:
     # ------------------------------------------------------------------ upload
 
     def _transfer(self, body: _Body, source: RecordingSource, existing: _ExistingObject | None) -> ArchivedObject:
-        part = bytearray(self._part_size)
-        filled = body.fill(part)
+        first = bytearray(self._part_size)
+        filled = body.fill(first)
         if filled == self._part_size:
-            return self._transfer_in_parts(body, source, existing, part)
-        # The whole recording fits in one part: one PutObject, no staging.
-        del part[filled:]
+            return self._transfer_in_parts(body, source, existing, first)
+        # The whole recording fits in one part: one PutObject.
+        del first[filled:]
         body.check_complete()
-        sha256 = body.sha256.hexdigest()
-        if existing and existing.sha256 == sha256:
-            return existing.archived(self._bucket, source.key)
-        return self._put(source.key, part, sha256, source.content_type, source.metadata, existing)
+        digest = _Digest(body.sha256.hexdigest())
+        return self._put(source.key, first, digest, source.content_type, source.metadata, existing)
 
     def _transfer_in_parts(
-        self, body: _Body, source: RecordingSource, existing: _ExistingObject | None, part: bytearray
+        self, body: _Body, source: RecordingSource, existing: _ExistingObject | None, first: bytearray
     ) -> ArchivedObject:
-        # A key of its own, whatever the final key's length; the metadata says which recording it is.
-        staging_key = f"{STAGING_PREFIX}{uuid.uuid4().hex}"
-        upload_id = self._create_upload(staging_key, source.content_type, source.metadata)
+        key = source.key
+        upload_id = self._create_upload(key, source.content_type, source.metadata)
         try:
-            parts = self._upload_parts(body, source.key, staging_key, upload_id, part)
+            parts = self._upload_parts(body, key, upload_id, first)
             body.check_complete()
-            sha256 = body.sha256.hexdigest()
-            if existing and existing.sha256 == sha256:
-                # The same bytes are archived already: no new version, not even a staged one.
-                self._abort_quietly(staging_key, upload_id)
-                return existing.archived(self._bucket, source.key)
-            with _s3_call(f"CompleteMultipartUpload of {source.key} into {staging_key}"):
-                staged = self._s3.complete_multipart_upload(
-                    Bucket=self._bucket,
-                    Key=staging_key,
-                    UploadId=upload_id,
-                    MultipartUpload={"Parts": [part.completed() for part in parts]},
-                )
-        except BaseException:
-            self._abort_quietly(staging_key, upload_id)
-            raise
-        staged_source: CopySourceTypeDef = {"Bucket": self._bucket, "Key": staging_key}
-        if staged.get("VersionId"):
-            staged_source["VersionId"] = staged["VersionId"]
-        try:
-            return self._assemble(source, staged_source, parts, sha256, existing)
-        finally:
-            self._delete_quietly(staged_source)
-
-    def _upload_parts(self, body: _Body, key: str, staging_key: str, upload_id: str, part: bytearray) -> list[_Part]:
-        """Upload `part`, refill it from the body, repeat: that one buffer is all the recording held."""
-        parts: list[_Part] = []
-        offset = 0
-        while part:
-            number = len(parts) + 1
-            if number > MAX_PARTS:
-                raise ArchiveError(f"{key}: the body needs more than {MAX_PARTS} parts; raise part_size")
-            with _s3_call(f"UploadPart {number} of {key} into {staging_key}"):
-                # botocore takes a bytearray as it is (validate.py); the stubs only list bytes.
-                answer = self._s3.upload_part(
-                    Bucket=self._bucket,
-                    Key=staging_key,
-                    UploadId=upload_id,
-                    PartNumber=number,
-                    Body=part,  # type: ignore[arg-type]
-                    ChecksumAlgorithm=PART_CHECKSUM_ALGORITHM,
-                )
-            parts.append(_Part(number, offset, len(part), answer["ETag"], answer.get("ChecksumCRC32")))
-            offset += len(part)
-            if len(part) < self._part_size:
-                break
-            del part[body.fill(part) :]
-        return parts
-
-    def _assemble(
-        self,
-        source: RecordingSource,
-        staged: CopySourceTypeDef,
-        parts: list[_Part],
-        sha256: str,
-        existing: _ExistingObject | None,
-    ) -> ArchivedObject:
-        """Create the final object with its sha256 and copy the staged parts into it, server-side."""
-        metadata = {**source.metadata, SHA256_METADATA_KEY: sha256}
-        upload_id = self._create_upload(source.key, source.content_type, metadata)
-        try:
-            copied: list[CompletedPartTypeDef] = []
-            for part in parts:
-                with _s3_call(f"UploadPartCopy {part.number} of {source.key}"):
-                    answer = self._s3.upload_part_copy(
-                        Bucket=self._bucket,
-                        Key=source.key,
-                        UploadId=upload_id,
-                        PartNumber=part.number,
-                        CopySource=staged,
-                        CopySourceRange=f"bytes={part.offset}-{part.offset + part.size - 1}",
-                    )
-                result = answer["CopyPartResult"]
-                copied.append(
-                    dataclasses.replace(part, etag=result["ETag"], crc32=result.get("ChecksumCRC32")).completed()
-                )
-            completed = self._s3.complete_multipart_upload(
-                Bucket=self._bucket,
-                Key=source.key,
-                UploadId=upload_id,
-                MultipartUpload={"Parts": copied},
-                **_condition(existing),
+            digest = _Digest(body.sha256.hexdigest(), _composite(parts))
+            archived = self._write_once(
+                key,
+                "CompleteMultipartUpload",
+                digest,
+                existing,
+                write=lambda condition: self._complete(key, upload_id, parts, digest, body.size, condition),
+                discard=lambda: self._abort(key, upload_id),
             )
-        except (BotoCoreError, ClientError) as exc:
-            self._abort_quietly(source.key, upload_id)
-            if isinstance(exc, ClientError) and _error_code(exc) in _CONDITIONAL_WRITE_CONFLICTS:
-                return self._settle_conflict(source.key, sha256)
-            raise ArchiveError(f"CompleteMultipartUpload of {source.key} failed: {_describe(exc)}") from exc
         except BaseException:
-            self._abort_quietly(source.key, upload_id)
+            self._abort(key, upload_id)
             raise
-        size = sum(part.size for part in parts)
-        return ArchivedObject(self._bucket, source.key, completed.get("VersionId"), size, sha256, uploaded=True)
+        if archived.uploaded:
+            # After the upload is complete, so a failure here leaves the object (and aborts nothing).
+            self._tag(key, archived.version_id, {SHA256_TAG_KEY: digest.sha256})
+        return archived
+
+    def _upload_parts(self, body: _Body, key: str, upload_id: str, first: bytearray) -> list[_Part]:
+        """Read and hash the parts here, in order; upload them on up to `concurrency` threads.
+
+        A buffer is refilled only once its part is uploaded, so at most `concurrency`
+        buffers exist. Every started part is finished before this returns or raises
+        (the executor's exit waits): S3 may keep a part that lands after an abort.
+        """
+        done: list[_Part] = []
+        spare: list[bytearray] = []
+        running: dict[Future[_Part], bytearray] = {}
+
+        def collect(*, block: bool) -> None:
+            """Take in the finished parts (and raise the first failure), waiting for one if `block`."""
+            finished, _ = wait(running, timeout=None if block else 0, return_when=FIRST_COMPLETED)
+            for future in finished:
+                done.append(future.result())
+                spare.append(running.pop(future))
+
+        with ThreadPoolExecutor(self._concurrency, thread_name_prefix="archive-part") as pool:
+            part, number = first, 1
+            while part:
+                if number > MAX_PARTS:
+                    raise ArchiveError(f"{key}: the body needs more than {MAX_PARTS} parts; raise part_size")
+                running[pool.submit(self._upload_part, key, upload_id, number, part)] = part
+                if len(part) < self._part_size:
+                    break
+                collect(block=len(running) == self._concurrency)
+                part = spare.pop() if spare else bytearray(self._part_size)
+                del part[body.fill(part) :]
+                number += 1
+            while running:
+                collect(block=True)
+        return sorted(done, key=lambda uploaded: uploaded.number)
+
+    def _upload_part(self, key: str, upload_id: str, number: int, data: bytearray) -> _Part:
+        """On a pool thread: the part's own SHA-256 (S3 checks it) is hashed here, beside the others."""
+        sha256 = hashlib.sha256(data).digest()
+        with _s3_call(f"UploadPart {number} of {key}"):
+            # botocore takes a bytearray as it is (validate.py); the stubs only list bytes.
+            answer = self._s3.upload_part(
+                Bucket=self._bucket,
+                Key=key,
+                UploadId=upload_id,
+                PartNumber=number,
+                Body=data,  # type: ignore[arg-type]
+                ChecksumAlgorithm=CHECKSUM_ALGORITHM,
+                ChecksumSHA256=_b64(sha256),
+            )
+        return _Part(number, answer["ETag"], sha256)
+
+    def _complete(
+        self, key: str, upload_id: str, parts: list[_Part], digest: _Digest, size: int, condition: Mapping[str, Any]
+    ) -> ArchivedObject:
+        answer = self._s3.complete_multipart_upload(
+            Bucket=self._bucket,
+            Key=key,
+            UploadId=upload_id,
+            MultipartUpload={"Parts": [part.completed() for part in parts]},
+            **condition,
+        )
+        return ArchivedObject(self._bucket, key, answer.get("VersionId"), size, digest.sha256, uploaded=True)
 
     def _put(
         self,
         key: str,
         data: bytes | bytearray,
-        sha256: str,
+        digest: _Digest,
         content_type: str,
         metadata: Mapping[str, str],
         existing: _ExistingObject | None,
     ) -> ArchivedObject:
-        try:
+        def put(condition: Mapping[str, Any]) -> ArchivedObject:
             answer = self._s3.put_object(
                 Bucket=self._bucket,
                 Key=key,
                 Body=data,  # type: ignore[arg-type]  # a bytearray part, taken as it is by botocore
                 ContentType=content_type,
-                Metadata={**metadata, SHA256_METADATA_KEY: sha256},
+                Metadata={**metadata, SHA256_METADATA_KEY: digest.sha256},
+                # Both: the value spares botocore hashing again, the algorithm makes it S3's checksum.
+                ChecksumAlgorithm=CHECKSUM_ALGORITHM,
+                ChecksumSHA256=digest.full_checksum,
                 **self._encryption,
-                **_condition(existing),
+                **condition,
             )
-        except (BotoCoreError, ClientError) as exc:
-            if isinstance(exc, ClientError) and _error_code(exc) in _CONDITIONAL_WRITE_CONFLICTS:
-                return self._settle_conflict(key, sha256)
-            raise ArchiveError(f"PutObject of {key} failed: {_describe(exc)}") from exc
-        return ArchivedObject(self._bucket, key, answer.get("VersionId"), len(data), sha256, uploaded=True)
+            return ArchivedObject(self._bucket, key, answer.get("VersionId"), len(data), digest.sha256, uploaded=True)
 
-    def _settle_conflict(self, key: str, sha256: str) -> ArchivedObject:
-        """Another writer got there first, between our HeadObject and our write: fine if it wrote these bytes."""
-        winner = self._head(key)
-        if winner and winner.sha256 == sha256:
-            return winner.archived(self._bucket, key)
-        raise ArchiveError(f"{key} was written concurrently with other content; retry to compare again")
+        return self._write_once(key, "PutObject", digest, existing, put)
+
+    def _write_once(
+        self,
+        key: str,
+        operation: str,
+        digest: _Digest,
+        existing: _ExistingObject | None,
+        write: Callable[[Mapping[str, Any]], ArchivedObject],
+        discard: Callable[[], None] = lambda: None,
+    ) -> ArchivedObject:
+        """Write unless the key holds these bytes; only over what was compared (nothing, or that very object).
+
+        A write that lost a race to another writer is compared with the winner: the same
+        bytes are discarded, other bytes become the newer version. (After a 409, S3 has
+        dropped the upload itself; completing again fails and the invocation is retried.)
+        """
+        for _ in range(_WRITE_ATTEMPTS):
+            if existing is not None and existing.holds(digest):
+                discard()
+                return self._recognised(key, existing, digest.sha256)
+            try:
+                return write(_condition(existing))
+            except (BotoCoreError, ClientError) as exc:
+                if not isinstance(exc, ClientError) or _error_code(exc) not in _CONDITIONAL_WRITE_CONFLICTS:
+                    raise ArchiveError(f"{operation} of {key} failed: {_describe(exc)}") from exc
+            existing = self._head(key)
+        raise ArchiveError(f"{key} kept being written concurrently with other content; retry to compare again")
+
+    def _recognised(self, key: str, existing: _ExistingObject, sha256: str) -> ArchivedObject:
+        """The key holds these bytes already: nothing to write.
+
+        A multipart object without its `sha256` tag (the archiving call failed between
+        completing and tagging) gets it now, so the next delivery is recognised unread.
+        """
+        if existing.tags is not None and existing.tags.get(SHA256_TAG_KEY) != sha256:
+            self._tag(key, existing.version_id, {**existing.tags, SHA256_TAG_KEY: sha256})
+        return ArchivedObject(self._bucket, key, existing.version_id, existing.size, sha256, uploaded=False)
 
     # ------------------------------------------------------------------ S3 plumbing
 
     def _head(self, key: str) -> _ExistingObject | None:
         try:
-            head = self._s3.head_object(Bucket=self._bucket, Key=key)
+            head = self._s3.head_object(Bucket=self._bucket, Key=key, ChecksumMode="ENABLED")
         except (BotoCoreError, ClientError) as exc:
             if isinstance(exc, ClientError) and _error_code(exc) in _MISSING_OBJECT_CODES:
                 return None
             raise ArchiveError(f"HeadObject of {key} failed: {_describe(exc)}") from exc
-        return _ExistingObject(
-            version_id=head.get("VersionId"),
-            size=head["ContentLength"],
-            etag=head["ETag"],
-            sha256=head.get("Metadata", {}).get(SHA256_METADATA_KEY),
-        )
+        # A composite checksum reads `<base64>-<parts>` in S3 (moto 5.2's HeadObject leaves the count out).
+        checksum = head.get("ChecksumSHA256", "").split("-", 1)[0] or None
+        sha256 = head.get("Metadata", {}).get(SHA256_METADATA_KEY)
+        tags = None
+        if sha256 is None and checksum is not None:
+            tags = self._tags(key, head.get("VersionId"))
+            sha256 = tags.get(SHA256_TAG_KEY)
+        return _ExistingObject(head.get("VersionId"), head["ContentLength"], head["ETag"], sha256, checksum, tags)
+
+    def _tags(self, key: str, version_id: str | None) -> dict[str, str]:
+        with _s3_call(f"GetObjectTagging of {key}"):
+            answer = self._s3.get_object_tagging(Bucket=self._bucket, Key=key, **_version(version_id))
+        return {tag["Key"]: tag["Value"] for tag in answer["TagSet"]}
+
+    def _tag(self, key: str, version_id: str | None, tags: Mapping[str, str]) -> None:
+        """Tag that very version: another writer may have added a newer one meanwhile."""
+        with _s3_call(f"PutObjectTagging of {key}"):
+            self._s3.put_object_tagging(
+                Bucket=self._bucket,
+                Key=key,
+                Tagging={"TagSet": [{"Key": name, "Value": value} for name, value in tags.items()]},
+                **_version(version_id),
+            )
 
     def _create_upload(self, key: str, content_type: str, metadata: Mapping[str, str]) -> str:
         with _s3_call(f"CreateMultipartUpload of {key}"):
@@ -466,45 +535,32 @@ class RecordingArchiver:
                 Key=key,
                 ContentType=content_type,
                 Metadata=dict(metadata),
-                ChecksumAlgorithm=PART_CHECKSUM_ALGORITHM,
+                ChecksumAlgorithm=CHECKSUM_ALGORITHM,
                 **self._encryption,
             )
         return created["UploadId"]
 
-    def _abort_quietly(self, key: str, upload_id: str) -> None:
+    def _abort(self, key: str, upload_id: str) -> None:
         """Often called while another error propagates: log a failed abort rather than mask that error."""
         try:
             self._s3.abort_multipart_upload(Bucket=self._bucket, Key=key, UploadId=upload_id)
         except (BotoCoreError, ClientError) as exc:
-            logger.warning("AbortMultipartUpload of %s (upload %s) failed: %s", key, upload_id, _describe(exc))
-
-    def _delete_quietly(self, staged: CopySourceTypeDef) -> None:
-        """Remove the staged object for good (by version); a leftover costs storage, it is not an error."""
-        try:
-            if "VersionId" in staged:
-                self._s3.delete_object(Bucket=staged["Bucket"], Key=staged["Key"], VersionId=staged["VersionId"])
-            else:
-                self._s3.delete_object(Bucket=staged["Bucket"], Key=staged["Key"])
-        except (BotoCoreError, ClientError) as exc:
-            logger.warning("deleting the staged %s failed: %s", staged["Key"], _describe(exc))
+            # NoSuchUpload: gone already (aborted by someone else, or dropped by S3 after a 409).
+            if not (isinstance(exc, ClientError) and _error_code(exc) == "NoSuchUpload"):
+                logger.warning("AbortMultipartUpload of %s (upload %s) failed: %s", key, upload_id, _describe(exc))
 
 
 @dataclass(frozen=True)
 class _Part:
-    """One uploaded part: where it sits in the recording, and what S3 answered for it."""
+    """One uploaded part, and the SHA-256 S3 checked it against."""
 
     number: int
-    offset: int
-    size: int
     etag: str
-    crc32: str | None
+    sha256: bytes
 
     def completed(self) -> CompletedPartTypeDef:
-        """The part as CompleteMultipartUpload lists it: with its CRC32, which S3 then requires."""
-        listed: CompletedPartTypeDef = {"PartNumber": self.number, "ETag": self.etag}
-        if self.crc32:
-            listed["ChecksumCRC32"] = self.crc32
-        return listed
+        """The part as CompleteMultipartUpload lists it: with its checksum, which S3 then requires."""
+        return {"PartNumber": self.number, "ETag": self.etag, "ChecksumSHA256": _b64(self.sha256)}
 
 
 class _Body:
@@ -575,9 +631,22 @@ def _content_length(response: urllib3.BaseHTTPResponse) -> int | None:
     return int(text)
 
 
+def _composite(parts: list[_Part]) -> str:
+    """S3's composite checksum of a multipart upload: the SHA-256 of the parts' SHA-256s, in order."""
+    return _b64(hashlib.sha256(b"".join(part.sha256 for part in parts)).digest())
+
+
+def _b64(digest: bytes) -> str:
+    return base64.b64encode(digest).decode("ascii")
+
+
 def _condition(existing: _ExistingObject | None) -> dict[str, Any]:
     """Write only over what was seen: nothing, or that very object."""
     return {"IfMatch": existing.etag} if existing else {"IfNoneMatch": "*"}
+
+
+def _version(version_id: str | None) -> dict[str, Any]:
+    return {"VersionId": version_id} if version_id else {}
 
 
 def _error_code(exc: ClientError) -> str:
@@ -600,8 +669,6 @@ def _redact(url: str) -> str:
 def _check_key(key: str) -> None:
     if not key or key.startswith("/") or len(key.encode("utf-8")) > _MAX_KEY_BYTES:
         raise ValueError(f"an S3 key must be 1 to {_MAX_KEY_BYTES} bytes and not start with '/', got {key!r}")
-    if key.startswith(STAGING_PREFIX):
-        raise ValueError(f"keys under {STAGING_PREFIX} are reserved for uploads in progress")
 
 
 def _check_metadata(metadata: Mapping[str, str]) -> None:
