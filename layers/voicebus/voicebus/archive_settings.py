@@ -10,6 +10,7 @@ import os
 from collections.abc import Mapping
 
 import boto3
+from botocore.config import Config
 
 from voicebus import settings
 from voicebus.archive import RecordingArchiver, http_pool
@@ -18,8 +19,10 @@ from voicebus.archive import RecordingArchiver, http_pool
 def archiver_from_env(environ: Mapping[str, str] | None = None) -> RecordingArchiver:
     """ARCHIVE_BUCKET_NAME, and ARCHIVE_KMS_KEY_ARN when the bucket uses a KMS key."""
     env = os.environ if environ is None else environ
+    # Each part already carries its SHA-256 checksum over TLS: signing the payload too would hash it a third time.
+    client = boto3.client("s3", config=Config(s3={"payload_signing_enabled": False}))
     return RecordingArchiver(
-        boto3.client("s3"),
+        client,
         settings.require("ARCHIVE_BUCKET_NAME", env),
         http=http_pool(),
         kms_key_id=env.get("ARCHIVE_KMS_KEY_ARN", "").strip() or None,
