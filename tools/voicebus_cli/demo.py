@@ -1,20 +1,41 @@
-"""`make demo`: the bundle on one machine, driven over HTTP the way Telnyx drives it."""
+"""`make demo`: a whole inbound call played through every function of the bundle, on this machine.
+
+The local stack (moto as AWS, the HTTP API, the template's rules and functions, the
+Telnyx API and storage stand-ins) takes a call the way Telnyx would send it: signed
+webhooks over HTTP, each echoing the client_state of the command that caused it.
+The caller presses 2 for voicemail, hears the prompt, records, hangs up; then the
+recording and its transcript are saved. One webhook is delivered twice and one
+arrives out of order. The demo prints a timeline, the call's record and the archived
+objects, stops everything it started, and exits 0 only if the call ended as expected.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
-from collections import Counter
+import uuid
+import warnings
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from voicebus_cli.local.provision import route_to_queue
+import boto3
+
+from voicebus.signature import sign
+from voicebus.state import CallStore
 from voicebus_cli.local.stack import LocalStack
-from voicebus_cli.testkey import load_test_key
-from voicebus_cli.webhooks import raw_body, resign_event, webhook_event_files
+from voicebus_cli.local.workers import Invocation
+from voicebus_cli.testkey import ROOT, TestKeyPair, load_test_key
+from voicebus_cli.webhooks import compact
+
+EXPECTED_COMMANDS = ["answer", "gather_using_speak", "speak", "record_start"]
+FUNCTION_LOG = ROOT / ".voicebus" / "demo-functions.log"
 
 
 def post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
@@ -27,57 +48,232 @@ def post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, dict[str,
         return error.code, json.loads(error.read())
 
 
-def drain(queue_url: str) -> list[dict[str, Any]]:
-    import boto3
+@dataclass(order=True)
+class Entry:
+    at: float
+    kind: str = field(compare=False)
+    text: str = field(compare=False)
 
-    sqs = boto3.client("sqs")
-    events: list[dict[str, Any]] = []
-    while batch := sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", []):
-        for message in batch:
-            events.append(json.loads(message["Body"]))
-            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
-    return events
+
+class Journal:
+    """What happened, from every side, in time order."""
+
+    def __init__(self) -> None:
+        self.entries: list[Entry] = []
+        self.invocations: list[Invocation] = []
+        self._handled: set[tuple[str, str]] = set()
+        self._lock = threading.Lock()
+
+    def add(self, kind: str, text: str, at: float | None = None) -> None:
+        with self._lock:
+            self.entries.append(Entry(time.time() if at is None else at, kind, text))
+
+    def invocation(self, run: Invocation) -> None:
+        with self._lock:
+            self.invocations.append(run)
+        event = run.event["detail"]["data"]["event_type"]
+        if run.error:
+            self.add("function run", f"{run.function} on {event}: FAILED (attempt {run.attempt}): {run.error}", run.at)
+            return
+        result = run.result or {}
+        handled = (run.function, run.event["detail"]["data"]["id"])
+        with self._lock:
+            duplicate = handled in self._handled
+            self._handled.add(handled)
+        if duplicate:
+            self.add("function run", f"{run.function} on {event}: a duplicate, answered by idempotency", run.at)
+            return
+        self.add("function run", f"{run.function} on {event}", run.at)
+        if result.get("lanes_written"):
+            self.add("state written", f"{', '.join(result['lanes_written'])} (by {event})", run.at)
+        if result.get("lanes_stale"):
+            stale = ", ".join(result["lanes_stale"])
+            self.add("state kept", f"{stale}: already holds this event or a later one", run.at)
+        for fmt, where in (result.get("archived") or {}).items():
+            self.add("object archived", f"{fmt}: {where.get('s3_uri') or where.get('external')}", run.at)
+        if result.get("transcript"):
+            self.add("object archived", f"transcript: {result['transcript'].get('s3_uri')}", run.at)
+
+    def print(self, started: float) -> None:
+        for entry in sorted(self.entries):
+            print(f"  +{entry.at - started:6.2f}s  {entry.kind:<15} {entry.text}")
+
+
+class TelnyxSide:
+    """Plays Telnyx: signs and posts webhooks, echoing the client_state of the last command."""
+
+    def __init__(self, stack: LocalStack, key: TestKeyPair, journal: Journal) -> None:
+        self.stack = stack
+        self.key = key
+        self.journal = journal
+        self.call_control_id = f"v3:demo-{uuid.uuid4().hex[:12]}"
+        self.session = str(uuid.uuid4())
+        self.clock = datetime.now(UTC)
+        self.commands_seen = 0
+
+    def webhook(self, event_type: str, **payload: Any) -> dict[str, Any]:
+        self.clock += timedelta(milliseconds=400)
+        state = self._last_client_state()
+        return {
+            "data": {
+                "record_type": "event",
+                "event_type": event_type,
+                "id": str(uuid.uuid4()),
+                "occurred_at": self.clock.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+                "payload": {
+                    "call_control_id": self.call_control_id,
+                    "call_leg_id": str(uuid.uuid4()),
+                    "call_session_id": self.session,
+                    "connection_id": "1494404757140276705",
+                    **({"client_state": state} if state else {}),
+                    **payload,
+                },
+            },
+            "meta": {"attempt": 1, "delivered_to": self.stack.webhook_url},
+        }
+
+    def deliver(self, webhook: dict[str, Any], note: str = "") -> None:
+        body = compact(webhook)
+        status, _ = post(self.stack.webhook_url, body, sign(body, self.key.signing_key, int(time.time())))
+        self.journal.add("webhook in", f"{webhook['data']['event_type']} -> HTTP {status}{note}")
+
+    def settle(self) -> None:
+        """Wait for every function to finish, then journal the commands Telnyx received."""
+        if not self.stack.wait_until_idle(timeout=60, quiet_for=0.8):
+            raise RuntimeError("the functions did not settle within 60 s")
+        assert self.stack.telnyx_api is not None
+        requests = [r for r in self.stack.telnyx_api.requests() if r.call_control_id == self.call_control_id]
+        for request in requests[self.commands_seen :]:
+            detail = {
+                name: request.body.get(name)
+                for name in ("payload", "to", "format", "play_beep")
+                if name in request.body
+            }
+            self.journal.add(
+                "command sent",
+                f"{request.action} {json.dumps(detail)} client_state={json.dumps(request.client_state)}",
+                request.received_at,
+            )
+        self.commands_seen = len(requests)
+
+    def _last_client_state(self) -> str | None:
+        assert self.stack.telnyx_api is not None
+        for request in reversed(self.stack.telnyx_api.requests()):
+            if request.call_control_id == self.call_control_id and isinstance(request.body, dict):
+                state = request.body.get("client_state")
+                if isinstance(state, str):
+                    return state
+        return None
+
+
+def play_call(telnyx: TelnyxSide, recording_url: str) -> None:
+    parties = {"from": "+15550001111", "to": "+15550009999", "direction": "incoming"}
+    telnyx.deliver(telnyx.webhook("call.initiated", state="parked", **parties))
+    telnyx.settle()
+    answered = telnyx.webhook("call.answered", **parties)
+    telnyx.deliver(answered)
+    telnyx.deliver(answered, "  (Telnyx retried: a duplicate)")
+    telnyx.settle()
+    telnyx.deliver(telnyx.webhook("call.gather.ended", digits="2", status="valid"))
+    telnyx.settle()
+    started = telnyx.webhook("call.speak.started")
+    ended = telnyx.webhook("call.speak.ended", status="completed")
+    telnyx.deliver(ended)
+    telnyx.deliver(started, "  (out of order: sent before speak.ended)")
+    telnyx.settle()
+    recording_started = telnyx.clock
+    telnyx.deliver(telnyx.webhook("call.hangup", hangup_cause="normal_clearing", hangup_source="caller"))
+    telnyx.settle()
+    telnyx.deliver(
+        telnyx.webhook(
+            "call.recording.saved",
+            recording_id="demo-recording",
+            channels="single",
+            recording_started_at=recording_started.isoformat(),
+            recording_ended_at=telnyx.clock.isoformat(),
+            recording_urls={"mp3": recording_url, "wav": None},
+        )
+    )
+    telnyx.settle()
+    telnyx.deliver(
+        telnyx.webhook(
+            "call.recording.transcription.saved",
+            recording_id="demo-recording",
+            recording_transcription_id=str(uuid.uuid4()),
+            status="completed",
+            transcription_text="Hi, this is Sam. Please call me back about my order. Thanks!",
+        )
+    )
+    telnyx.settle()
 
 
 def run_demo() -> int:
-    key = load_test_key()
-    with LocalStack() as stack:
-        stack.start(os.environ)  # type: ignore[arg-type]
-        tap = route_to_queue(stack.ref("EventBus"), f"{stack.name}-demo-tap", {"source": ["telnyx"]})
-        print(f"local stack {stack.name}: moto on {stack.moto.endpoint_url if stack.moto else '?'}")
-        print(f"webhook URL: {stack.webhook_url}\n")
-        sent: Counter[int] = Counter()
-        expected_ids: set[str] = set()
-        for path in webhook_event_files():
-            event = resign_event(json.loads(path.read_text()), key.signing_key)
-            body = raw_body(event)
-            status, _ = post(stack.webhook_url, body, event["headers"])
-            sent[status] += 1
-            expected_ids.add(json.loads(body)["data"]["id"])
-        forged = resign_event(json.loads(webhook_event_files()[0].read_text()), key.signing_key)
-        forged_status, forged_answer = post(stack.webhook_url, raw_body(forged) + b" ", forged["headers"])
-        stale = resign_event(forged, key.signing_key, int(time.time()) - 3600)
-        stale_status, stale_answer = post(stack.webhook_url, raw_body(stale), stale["headers"])
-        routed = drain(tap)
+    from tests.support.storage_server import StorageServer  # the storage stand-in
 
-        print(
-            f"POSTed {sum(sent.values())} signed sample webhooks: " + ", ".join(f"{n} x {s}" for s, n in sent.items())
+    # A function run that adds no metric (a duplicate answered by idempotency) makes Powertools warn.
+    warnings.filterwarnings("ignore", message="No application metrics to publish")
+    key = load_test_key()
+    journal = Journal()
+    FUNCTION_LOG.parent.mkdir(exist_ok=True)
+    started = time.time()
+    with (
+        FUNCTION_LOG.open("w") as function_log,
+        StorageServer() as storage,
+        LocalStack(on_invocation=journal.invocation, function_output=function_log) as stack,
+    ):
+        stack.start(os.environ)  # type: ignore[arg-type]
+        print(f"voicebus demo: local stack {stack.name} up in {time.time() - started:.1f} s")
+        print(f"  webhook URL {stack.webhook_url}, AWS (moto) {stack.moto.endpoint_url if stack.moto else '?'}")
+        print(f"  function logs in {FUNCTION_LOG.relative_to(ROOT)}\n")
+        recording = storage.publish("demo-recording.mp3", 480_000)
+        telnyx = TelnyxSide(stack, key, journal)
+        play_started = time.time()
+        play_call(telnyx, recording.url)
+
+        print("timeline")
+        journal.print(play_started)
+        store = CallStore(boto3.client("dynamodb"), stack.ref("CallsTable"))
+        record = store.get_call(telnyx.call_control_id)
+        bucket = stack.ref("ArchiveBucket")
+        objects = boto3.client("s3").list_object_versions(Bucket=bucket).get("Versions", [])
+        print("\nthe call's record in DynamoDB")
+        print(json.dumps(record.model_dump(mode="json", exclude_none=True) if record else None, indent=2))
+        print(f"\narchived in s3://{bucket}")
+        for obj in objects:
+            print(f"  {obj['Key']}  {obj['Size']} bytes")
+
+        assert stack.telnyx_api is not None
+        commands = [r.action for r in stack.telnyx_api.requests() if r.call_control_id == telnyx.call_control_id]
+        failures = [run for run in journal.invocations if run.error]
+        archive = (record.recordings[0].model_extra or {}) if record and record.recordings else {}
+        stored = (
+            boto3.client("s3").get_object(Bucket=bucket, Key=archive["archive"]["mp3"]["s3_uri"].split("/", 3)[3])
+            if archive.get("archive")
+            else None
         )
-        print(f"forged body  -> {forged_status} {forged_answer['error']}")
-        print(f"stale (1 h)  -> {stale_status} {stale_answer['error']}\n")
-        print(f"{len(routed)} events on bus {stack.ref('EventBus')}:")
-        for detail_type, count in sorted(Counter(event["detail-type"] for event in routed).items()):
-            print(f"  {detail_type:<48} {count}")
-        routed_ids = {event["detail"]["data"]["id"] for event in routed}
-        ok = (
-            sent == Counter({200: len(expected_ids)})
-            and routed_ids == expected_ids
-            and (forged_status, stale_status) == (401, 401)
-        )
-        print(
-            "\ndemo " + ("passed: every signed webhook routed once, forged and stale ones refused" if ok else "FAILED")
-        )
-        return 0 if ok else 1
+        checks = {
+            "Telnyx received exactly answer, menu, prompt, record (the duplicate sent nothing)": commands
+            == EXPECTED_COMMANDS,
+            "the call is hung up, normal clearing": bool(
+                record
+                and record.status
+                and (record.status.value, record.status.hangup_cause) == ("hung_up", "normal_clearing")
+            ),
+            "the recording is in S3, byte for byte (SHA-256)": bool(
+                stored and hashlib.sha256(stored["Body"].read()).hexdigest() == recording.sha256()
+            ),
+            "its transcript is in S3 and linked on the call": "transcript" in archive,
+            "no function failed": not failures,
+        }
+    print("\nchecks")
+    for name, passed in checks.items():
+        print(f"  {'ok  ' if passed else 'FAIL'} {name}")
+    if failures:
+        for run in failures:
+            print(f"       {run.function}: {run.error}")
+    ok = all(checks.values())
+    print(f"\ndemo {'passed' if ok else 'FAILED'} in {time.time() - started:.1f} s; everything it started is stopped")
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ runs with that environment again.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import threading
@@ -15,7 +16,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Any
+from typing import Any, TextIO
 
 from voicebus_cli.testkey import ROOT
 
@@ -63,7 +64,9 @@ def environment(variables: Mapping[str, str]) -> Iterator[None]:
 class LoadedFunction:
     """A function's module, imported once (cold start), invoked many times."""
 
-    def __init__(self, name: str, code_uri: str, handler: str, env: Mapping[str, str]) -> None:
+    def __init__(
+        self, name: str, code_uri: str, handler: str, env: Mapping[str, str], stdout: TextIO | None = None
+    ) -> None:
         self.name = name
         # Lambda sets this; Powertools idempotency keys records by it, so two functions that
         # consume the same event (same data.id) keep separate records.
@@ -74,10 +77,15 @@ class LoadedFunction:
         if spec is None or spec.loader is None:
             raise ImportError(f"cannot load {path}")
         self.module: ModuleType = importlib.util.module_from_spec(spec)
-        with environment(self.env):
+        # Where the function's logs and metrics go (CloudWatch, in AWS); stdout unless told otherwise.
+        self._stdout = stdout
+        with environment(self.env), self._output():
             spec.loader.exec_module(self.module)
         self._handler: Handler = getattr(self.module, attribute)
 
     def invoke(self, event: dict[str, Any]) -> Any:
-        with environment(self.env):
+        with environment(self.env), self._output():
             return self._handler(event, LocalContext(function_name=self.name))
+
+    def _output(self) -> contextlib.AbstractContextManager[Any]:
+        return contextlib.redirect_stdout(self._stdout) if self._stdout else contextlib.nullcontext()

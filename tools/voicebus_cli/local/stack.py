@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any
+from typing import Any, TextIO
 
 from voicebus_cli.local.functions import LoadedFunction
 from voicebus_cli.local.http_api import LocalHttpApi
@@ -35,6 +35,8 @@ class LocalStack:
     # Extra environment for every function (e.g. the Telnyx stand-in's URL and key).
     function_env: dict[str, str] = field(default_factory=dict)
     on_invocation: Callable[[Invocation], None] = lambda invocation: None
+    # The functions' logs and EMF metrics (CloudWatch's job in AWS); stdout when None.
+    function_output: TextIO | None = None
     moto: MotoServer | None = None
     telnyx_api: TelnyxApiStandIn | None = None
     provisioned: ProvisionedStack | None = None
@@ -65,7 +67,9 @@ class LocalStack:
         self.provisioned = provision(Stack(load_template(), self.name, parameters=parameters))
         for logical, function in self.provisioned.functions.items():
             env = {**function.environment, **telnyx_env, **self.function_env}
-            self.functions[logical] = LoadedFunction(logical, function.code_uri, function.handler, env)
+            self.functions[logical] = LoadedFunction(
+                logical, function.code_uri, function.handler, env, stdout=self.function_output
+            )
         self.api = LocalHttpApi(self.functions["IngressFunction"]).start()
         for logical, function in self.provisioned.functions.items():
             retries, failure_queue = self._async_config(logical)

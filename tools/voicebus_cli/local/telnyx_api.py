@@ -22,6 +22,7 @@ import json
 import re
 import socket
 import threading
+import time
 import urllib.parse
 from collections import deque
 from collections.abc import Iterable, Mapping
@@ -238,6 +239,7 @@ class RecordedRequest:
     body: Any  # the parsed JSON body; None without one
     raw_body: bytes
     headers: Mapping[str, str]  # lower-case names
+    received_at: float = field(default_factory=time.time)
 
     @property
     def command_id(self) -> str | None:

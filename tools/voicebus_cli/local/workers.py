@@ -32,6 +32,8 @@ class Invocation:
     event: dict[str, Any]
     attempt: int
     error: str | None
+    result: Any = None
+    at: float = 0.0  # time.time() when the run ended
 
 
 class RuleWorker:
@@ -85,12 +87,13 @@ class RuleWorker:
         """Invoke with retries; True when some attempt succeeded."""
         for attempt in range(1, self.retries + 2):
             try:
-                self.function.invoke(event)
-            except Exception as exc:
-                self.on_invocation(Invocation(self.function.name, event, attempt, f"{type(exc).__name__}: {exc}"))
+                result = self.function.invoke(event)
+            except Exception as exc:  # any function error is retried, as Lambda does
+                error = f"{type(exc).__name__}: {exc}"
+                self.on_invocation(Invocation(self.function.name, event, attempt, error, at=time.time()))
                 time.sleep(0.05 * attempt)
                 continue
-            self.on_invocation(Invocation(self.function.name, event, attempt, None))
+            self.on_invocation(Invocation(self.function.name, event, attempt, None, result, at=time.time()))
             return True
         if self.failure_queue_url:
             record = {"requestPayload": event, "responseContext": {"functionError": "Unhandled"}}
