@@ -9,13 +9,17 @@ SAM := .tools/sam/bin/sam
 # sam and cfn-lint validate offline; a region only names the partition's rules.
 REGION := us-east-1
 
-.PHONY: setup demo test lint typecheck validate build unit integration bench resign clean
+.PHONY: setup demo local test lint typecheck validate build unit integration bench resign clean
 
 setup:
 	@bash scripts/bootstrap.sh
 
 demo: setup
 	$(PY) -m voicebus_cli demo
+
+# The local stack kept running (Ctrl-C stops it): webhook URL, test key and a curl example are printed.
+local: setup
+	$(PY) -m voicebus_cli local
 
 test: setup lint typecheck validate build
 	$(PY) -m pytest

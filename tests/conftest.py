@@ -13,11 +13,11 @@ import boto3
 import pytest
 
 from tests.support.bus import BusTap
-from tests.support.storage_server import StorageServer
 from voicebus.state import CallStore
 from voicebus_cli.local.functions import LoadedFunction
 from voicebus_cli.local.moto_server import MotoServer
 from voicebus_cli.local.provision import ProvisionedStack, provision
+from voicebus_cli.local.storage import StorageServer
 from voicebus_cli.local.telnyx_api import TelnyxApiStandIn
 from voicebus_cli.local.template import Stack, load_template
 from voicebus_cli.testkey import TestKeyPair, load_test_key

@@ -16,7 +16,6 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.support.storage_server import Behaviour, PublishedRecording, StorageServer
 from voicebus.archive import (
     SHA256_METADATA_KEY,
     SHA256_TAG_KEY,
@@ -29,6 +28,7 @@ from voicebus.archive import (
     transcript_key,
 )
 from voicebus_cli.local.provision import ProvisionedStack
+from voicebus_cli.local.storage import Behaviour, PublishedRecording, StorageServer
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

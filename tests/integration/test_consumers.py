@@ -12,11 +12,11 @@ import pytest
 
 from tests.support.calls import CallScript, as_bus_event
 from tests.support.routing import targets
-from tests.support.storage_server import StorageServer
 from voicebus.client_state import encode
 from voicebus.state import CallStatus, CallStore, Feature
 from voicebus_cli.local.functions import LoadedFunction
 from voicebus_cli.local.provision import ProvisionedStack
+from voicebus_cli.local.storage import StorageServer
 from voicebus_cli.webhooks import BUS_EVENTS_DIR, bus_event, raw_body, webhook_event_files
 
 pytestmark = pytest.mark.integration

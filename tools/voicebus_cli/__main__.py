@@ -93,6 +93,12 @@ def _check_flows(args: argparse.Namespace) -> int:
     return check_flows()
 
 
+def _local(args: argparse.Namespace) -> int:
+    from voicebus_cli.local.run import run_local
+
+    return run_local()
+
+
 def _demo(args: argparse.Namespace) -> int:
     from voicebus_cli.demo import run_demo
 
@@ -125,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     call_parser.add_argument("--table", help="the calls table name (instead of --stack/--local)")
     call_parser.set_defaults(run=_call)
     commands.add_parser("check-flows", help="validate the bundled IVR flows (pydantic)").set_defaults(run=_check_flows)
+    commands.add_parser("local", help="keep the local stack running for your own experiments").set_defaults(run=_local)
     commands.add_parser("demo", help="run the local stack and play a call through it").set_defaults(run=_demo)
     args = parser.parse_args(argv)
     try:

@@ -208,7 +208,7 @@ def play_call(telnyx: TelnyxSide, recording_url: str) -> None:
 
 
 def run_demo() -> int:
-    from tests.support.storage_server import StorageServer  # the storage stand-in
+    from voicebus_cli.local.storage import StorageServer  # the storage stand-in
 
     # A function run that adds no metric (a duplicate answered by idempotency) makes Powertools warn.
     warnings.filterwarnings("ignore", message="No application metrics to publish")
