@@ -31,7 +31,8 @@ def run_local() -> int:
     signal.signal(signal.SIGTERM, on_signal)
     with StorageServer() as storage, LocalStack(on_invocation=_report) as stack:
         stack.start(os.environ)  # type: ignore[arg-type]
-        assert stack.moto is not None and stack.telnyx_api is not None
+        assert stack.moto is not None
+        assert stack.telnyx_api is not None
         state = {
             "EndpointUrl": stack.moto.endpoint_url,
             "WebhookUrl": stack.webhook_url,
