@@ -115,16 +115,10 @@ SAMPLE_PARAMS: dict[str, dict[str, Any]] = {
 }
 
 
-@pytest.fixture(scope="module")
-def stand_in() -> Iterator[TelnyxApiStandIn]:
-    with TelnyxApiStandIn() as api:
-        yield api
-
-
 @pytest.fixture
-def api(stand_in: TelnyxApiStandIn) -> TelnyxApiStandIn:
-    stand_in.clear()
-    return stand_in
+def api(telnyx_api: TelnyxApiStandIn) -> TelnyxApiStandIn:
+    """The session's stand-in (tests/conftest.py), cleared for this test."""
+    return telnyx_api
 
 
 @pytest.fixture

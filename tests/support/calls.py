@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from voicebus.client_state import encode
-from voicebus_cli.webhooks import bus_event, compact
+from voicebus_cli.webhooks import bus_event, compact, envelope
 
 BASE_TIME = datetime(2026, 11, 21, 10, 0, 0, tzinfo=UTC)
 
@@ -23,22 +23,17 @@ class CallScript:
 
     def event(self, event_type: str, *, after_ms: int = 250, **payload: Any) -> dict[str, Any]:
         self.clock += timedelta(milliseconds=after_ms)
-        webhook = {
-            "data": {
-                "record_type": "event",
-                "event_type": event_type,
-                "id": str(uuid.uuid4()),
-                "occurred_at": self.clock.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-                "payload": {
-                    "call_control_id": self.call_control_id,
-                    "call_leg_id": f"leg-{self.call_control_id}",
-                    "call_session_id": self.session,
-                    "connection_id": "1494404757140276705",
-                    **payload,
-                },
+        webhook = envelope(
+            event_type,
+            {
+                "call_control_id": self.call_control_id,
+                "call_leg_id": f"leg-{self.call_control_id}",
+                "call_session_id": self.session,
+                "connection_id": "1494404757140276705",
+                **payload,
             },
-            "meta": {"attempt": 1, "delivered_to": "https://example.test/webhooks/telnyx"},
-        }
+            occurred_at=self.clock,
+        )
         self.webhooks.append(webhook)
         return webhook
 

@@ -4,30 +4,21 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 from voicebus.signature import sign
 from voicebus_cli.testkey import TestKeyPair
 from voicebus_cli.webhooks import api_gateway_event, compact
+from voicebus_cli.webhooks import envelope as webhook_envelope
 
 
 def envelope(event_type: str = "call.answered", **payload: Any) -> dict[str, Any]:
-    return {
-        "data": {
-            "record_type": "event",
-            "event_type": event_type,
-            "id": str(uuid.uuid4()),
-            "occurred_at": "2026-11-21T10:00:00.000000Z",
-            "payload": {
-                "call_control_id": "v3:test-call",
-                "call_session_id": "session-1",
-                "call_leg_id": "leg-1",
-                **payload,
-            },
-        },
-        "meta": {"attempt": 1, "delivered_to": "https://example.test/webhooks/telnyx"},
-    }
+    return webhook_envelope(
+        event_type,
+        {"call_control_id": "v3:test-call", "call_session_id": "session-1", "call_leg_id": "leg-1", **payload},
+        occurred_at=datetime(2026, 11, 21, 10, 0, tzinfo=UTC),
+    )
 
 
 def signed_event(

@@ -32,7 +32,7 @@ from voicebus.state import CallStore
 from voicebus_cli.local.stack import LocalStack
 from voicebus_cli.local.workers import Invocation
 from voicebus_cli.testkey import ROOT, TestKeyPair, load_test_key
-from voicebus_cli.webhooks import compact
+from voicebus_cli.webhooks import compact, envelope
 
 EXPECTED_COMMANDS = ["answer", "gather_using_speak", "speak", "record_start"]
 FUNCTION_LOG = ROOT / ".voicebus" / "demo-functions.log"
@@ -114,23 +114,15 @@ class TelnyxSide:
     def webhook(self, event_type: str, **payload: Any) -> dict[str, Any]:
         self.clock += timedelta(milliseconds=400)
         state = self._last_client_state()
-        return {
-            "data": {
-                "record_type": "event",
-                "event_type": event_type,
-                "id": str(uuid.uuid4()),
-                "occurred_at": self.clock.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-                "payload": {
-                    "call_control_id": self.call_control_id,
-                    "call_leg_id": str(uuid.uuid4()),
-                    "call_session_id": self.session,
-                    "connection_id": "1494404757140276705",
-                    **({"client_state": state} if state else {}),
-                    **payload,
-                },
-            },
-            "meta": {"attempt": 1, "delivered_to": self.stack.webhook_url},
+        payload = {
+            "call_control_id": self.call_control_id,
+            "call_leg_id": str(uuid.uuid4()),
+            "call_session_id": self.session,
+            "connection_id": "1494404757140276705",
+            **({"client_state": state} if state else {}),
+            **payload,
         }
+        return envelope(event_type, payload, occurred_at=self.clock, delivered_to=self.stack.webhook_url)
 
     def deliver(self, webhook: dict[str, Any], note: str = "") -> None:
         body = compact(webhook)

@@ -6,6 +6,7 @@ import base64
 import json
 import time
 import uuid
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,27 @@ from voicebus.signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from voicebus_cli.testkey import ROOT
 
 WEBHOOK_EVENTS_DIR = ROOT / "events" / "webhooks"
+
+
+def envelope(
+    event_type: str,
+    payload: dict[str, Any],
+    *,
+    occurred_at: datetime,
+    delivered_to: str = "https://example.test/webhooks/telnyx",
+    attempt: int = 1,
+) -> dict[str, Any]:
+    """A Telnyx webhook body (API version 2) with a fresh `data.id`."""
+    return {
+        "data": {
+            "record_type": "event",
+            "event_type": event_type,
+            "id": str(uuid.uuid4()),
+            "occurred_at": occurred_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            "payload": payload,
+        },
+        "meta": {"attempt": attempt, "delivered_to": delivered_to},
+    }
 
 
 def compact(document: Any) -> bytes:

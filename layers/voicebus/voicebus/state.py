@@ -355,6 +355,20 @@ class CallStore:
             return None
         return self._record(_item(response["Item"]), self._recordings(call_control_id))
 
+    def lanes(self, call_control_id: str, *names: str) -> dict[str, Any]:
+        """Some lanes of the call as stored (a projected, consistent read of its STATE item).
+
+        For code that acts on one facet (the IVR's `flow` lane) without reading the whole record.
+        """
+        response = self._client.get_item(
+            TableName=self._table,
+            Key=self._state_key(call_control_id),
+            ProjectionExpression=", ".join(f"#l{index}" for index in range(len(names))),
+            ExpressionAttributeNames={f"#l{index}": name for index, name in enumerate(names)},
+            ConsistentRead=True,
+        )
+        return _item(response.get("Item", {}))
+
     def timeline(self, call_control_id: str) -> list[TimelineEntry]:
         """Every event recorded for the call, in `occurred_at` order."""
         return [TimelineEntry.model_validate(item) for item in self._query(call_pk(call_control_id), "EVENT#")]
