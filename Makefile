@@ -45,6 +45,8 @@ unit: setup
 
 bench: setup
 	$(PY) bench/ingress_cost.py
+	$(PY) bench/cold_starts.py
+	$(PY) bench/archive.py
 
 # Re-sign events/webhooks/*.json with the current time (they are valid for 300 s).
 resign: setup
