@@ -20,6 +20,7 @@ from tests.support.calls import CallScript, as_bus_event
 from tests.support.routing import targets
 from voicebus.commands.ids import command_id
 from voicebus.commands.sender import CommandRetryableError
+from voicebus.state import CallStore, Feature
 from voicebus_cli.local.functions import LoadedFunction
 from voicebus_cli.local.provision import ProvisionedStack
 from voicebus_cli.local.telnyx_api import Fault, RecordedRequest, TelnyxApiStandIn
@@ -330,16 +331,21 @@ def test_three_failed_attempts_say_goodbye_and_hang_up(
 
 
 def test_the_live_media_flow_transcribes_streams_and_greets(
-    consumers: dict[str, LoadedFunction], telnyx_api: TelnyxApiStandIn, stack: ProvisionedStack, env: dict[str, str]
+    consumers: dict[str, LoadedFunction],
+    telnyx_api: TelnyxApiStandIn,
+    stack: ProvisionedStack,
+    env: dict[str, str],
+    call_store: CallStore,
 ) -> None:
     call = PhoneCall(consumers, telnyx_api)
     initiated, requests = call.incoming(to=env.get("FLOW_LIVE_MEDIA_NUMBER", LIVE_MEDIA_NUMBER_DEFAULT))
     assert_sent(requests, sent_by(initiated, "answer", "answer", at("answer", 1, 1, flow="live_media")))
 
     answered, requests = call.event("call.answered")
-    greeting = at("greeting", 1, 4, flow="live_media")
+    greeting = at("greeting", 1, 5, flow="live_media")
     assert_sent(
         requests,
+        sent_by(answered, "clean_audio", "suppression_start", greeting, direction="both"),
         sent_by(
             answered,
             "transcription",
@@ -358,12 +364,16 @@ def test_the_live_media_flow_transcribes_streams_and_greets(
         ),
         sent_by(answered, "greeting", "speak", greeting, voice=VOICE, language="en-US"),
     )
-    assert len({request.command_id for request in requests}) == 3  # one webhook, three distinct command_ids
+    assert len({request.command_id for request in requests}) == 4  # one webhook, four distinct command_ids
+    # Noise suppression sends no webhook: the call learns of it when Telnyx accepts the command.
+    record = call_store.get_call(call.call_control_id)
+    assert record is not None
+    assert record.features[Feature.NOISE_SUPPRESSION].model_extra == {"state": "active", "direction": "both"}
 
     _, requests = call.event("call.speak.ended", status="completed")
     assert requests == []  # the greeting has no next: the call streams until it hangs up
     call.event("call.hangup", hangup_cause="normal_clearing", hangup_source="caller")
-    assert position_in(flow_lane(stack, call.call_control_id)) == ("live_media", "greeting", 1, 4, "ended")
+    assert position_in(flow_lane(stack, call.call_control_id)) == ("live_media", "greeting", 1, 5, "ended")
 
 
 # ---------------------------------------------------------------------------

@@ -333,7 +333,7 @@ def test_check_flows_prints_a_line_per_flow() -> None:
     assert check_flows(FLOWS_DIR, out=out, err=err) == 0
     lines = out.getvalue().splitlines()
     assert lines == [
-        f"live_media.yaml: flow 'live_media', 4 steps from 'answer', takes calls to {LIVE_MEDIA_NUMBER}",
+        f"live_media.yaml: flow 'live_media', 5 steps from 'answer', takes calls to {LIVE_MEDIA_NUMBER}",
         "main.yaml: flow 'main', 9 steps from 'answer', takes every other call (default)",
         f"2 flows OK in {FLOWS_DIR}",
     ]
@@ -654,15 +654,17 @@ def test_the_live_media_flow_starts_transcription_and_a_stream_then_greets(engin
     decision = call.event("call.answered")
 
     assert [(step, type(command)) for step, command in sent(decision)] == [
+        ("clean_audio", commands.SuppressionStart),
         ("transcription", commands.TranscriptionStart),
         ("stream", commands.StreamingStart),
         ("greeting", commands.Speak),
     ]
-    assert sent(decision)[1][1] == commands.StreamingStart(
+    assert sent(decision)[2][1] == commands.StreamingStart(
         stream_url=ENV["FLOW_MEDIA_STREAM_URL"], stream_track="both_tracks"
     )
-    assert [planned.discriminator for planned in decision.commands] == ["transcription", "stream", "greeting"]
-    assert decision.client_state == {"flow": "live_media", "step": "greeting", "attempt": 1, "seq": 4}
+    discriminators = [planned.discriminator for planned in decision.commands]
+    assert discriminators == ["clean_audio", "transcription", "stream", "greeting"]
+    assert decision.client_state == {"flow": "live_media", "step": "greeting", "attempt": 1, "seq": 5}
     assert call.event("call.speak.ended", status="completed").kind is DecisionKind.IGNORED  # greeting has no next
 
 

@@ -22,6 +22,7 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from voicebus.call_events import RecordedEvent
+from voicebus.commands.effects import feature_change
 from voicebus.commands.sender import CommandOutcome, CommandSender
 from voicebus.events import TelnyxWebhook, occurred_key
 from voicebus.flows.engine import FLOW_EVENTS, Decision, DecisionKind, FlowEngine, PlannedCommand
@@ -65,6 +66,10 @@ class FlowRunner:
             if not claimed:
                 decision = Decision(DecisionKind.IGNORED, "a later event moved the flow first")
         sent = self._send(call_control_id, decision, data.id, context)
+        for planned, outcome in sent:
+            change = feature_change(planned.command) if outcome.accepted else None
+            if change is not None:
+                self.states.record_feature(call_control_id, change[0].value, change[1], ref)
         refused = next(((planned, outcome) for planned, outcome in sent if outcome.rejected), None)
         if refused is not None and decision.state is not None:
             self._record_refusal(call_control_id, decision.state, ref, *refused)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from voicebus.flows.position import FlowState, StoredFlowState
 from voicebus.state import CallStatus, CallStore, EventRef
@@ -47,6 +47,10 @@ class FlowStateStore:
         hung_up = isinstance(status, dict) and status.get("value") == CallStatus.HUNG_UP.value
         lane = lanes.get(FLOW_LANE)
         return CallFlowView(StoredFlowState.model_validate(lane) if lane is not None else None, hung_up)
+
+    def record_feature(self, call_control_id: str, lane: str, fields: Mapping[str, Any], ref: EventRef) -> None:
+        """A feature an accepted command changed without a webhook to say so (noise suppression, ...)."""
+        self._calls.advance_lane(call_control_id, lane, fields, ref)
 
     def write(self, call_control_id: str, state: FlowState, ref: EventRef, *, rank: int = 0) -> bool:
         """Set the lane to `state` unless a later event already moved it; False when this event is too late."""
