@@ -7,6 +7,7 @@ the pytest run.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -30,6 +31,7 @@ from voicebus.state import CallStatus, CallStore
 from voicebus_cli.demo import post
 from voicebus_cli.local.moto_server import MotoServer
 from voicebus_cli.local.stack import LocalStack
+from voicebus_cli.local.storage import StorageServer
 from voicebus_cli.operations import Target, redrive
 from voicebus_cli.testkey import TestKeyPair
 from voicebus_cli.webhooks import compact
@@ -235,3 +237,78 @@ def test_a_replayed_request_is_deduplicated_within_the_window_and_refused_after(
     assert statuses == [200, 200, 200]
     assert log.processed == Counter({("call_control", webhook["data"]["id"]): 1})
     assert (late_status, late_answer["error"]) == (401, "stale_timestamp")
+
+
+class S3Outage:
+    """While on, uploads to one bucket fail as S3 503 SlowDown (after the SDK's own retries)."""
+
+    def __init__(self) -> None:
+        self.on = threading.Event()
+        self.bucket: str | None = None
+        self.refused = 0
+
+    def refuse(self, params: dict[str, Any], **_: Any) -> tuple[AWSResponse, dict[str, Any]] | None:
+        """A botocore `before-call` handler: `params` is the serialised request."""
+        if not self.on.is_set() or not self.bucket or f"/{self.bucket}" not in str(params.get("url", "")):
+            return None
+        self.refused += 1
+        response = AWSResponse("https://s3.local", 503, HTTPHeaders(), None)
+        return response, {"Error": {"Code": "SlowDown", "Message": "Please reduce your request rate."}}
+
+
+def test_s3_errors_while_archiving_are_retried_dead_lettered_and_redriven(
+    moto_server: MotoServer, test_key: TestKeyPair, storage: StorageServer
+) -> None:
+    row = figures("S3 outage while archiving")
+    outage = S3Outage()
+    if boto3.DEFAULT_SESSION is None:
+        boto3.setup_default_session()
+    session = boto3.DEFAULT_SESSION
+    assert session is not None
+    operations = ("PutObject", "CreateMultipartUpload", "UploadPart")
+    for operation in operations:
+        session.events.register(f"before-call.s3.{operation}", outage.refuse)  # type: ignore[arg-type]
+    try:
+        with LocalStack(moto=moto_server) as stack:
+            stack.start(dict(os.environ))
+            outage.bucket = stack.ref("ArchiveBucket")
+            recordings = {}
+            calls = [CallScript() for _ in range(3)]
+            outage.on.set()
+            for script in calls:
+                published = storage.publish(f"outage-{script.session}", 9 * 1024 * 1024)  # two parts
+                recordings[script.call_control_id] = published
+                for webhook in script.basic_call(recording_url=published.url):
+                    deliver_like_telnyx(stack, test_key, webhook)
+            assert stack.wait_until_idle(timeout=90)
+            outage.on.clear()
+            queues = [stack.ref("FailedInvocationQueue"), stack.ref("EventDeadLetterQueue")]
+            report = redrive(Target(bus_name=stack.ref("EventBus"), queue_urls=queues), dry_run=False)
+            assert stack.wait_until_idle(timeout=90)
+
+            s3 = boto3.client("s3")
+            bucket = stack.ref("ArchiveBucket")
+            store = CallStore(boto3.client("dynamodb"), stack.ref("CallsTable"))
+            archived = 0
+            for script in calls:
+                record = store.get_call(script.call_control_id)
+                assert record is not None
+                [recording] = record.recordings
+                where = (recording.model_extra or {})["archive"]["mp3"]
+                key = where["s3_uri"].split("/", 3)[3]
+                body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+                assert (
+                    hashlib.sha256(body).hexdigest() == recordings[script.call_control_id].sha256() == where["sha256"]
+                )
+                archived += 1
+            assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    finally:
+        for operation in operations:
+            session.events.unregister(f"before-call.s3.{operation}", outage.refuse)  # type: ignore[arg-type]
+
+    row.tried += len(calls)
+    row.accepted += archived
+    row.lost += len(calls) - archived
+    row.notes.append(f"uploads refused by the outage: {outage.refused}; redriven from DLQs: {report.redriven}")
+    assert report.redriven == len(calls)
+    assert outage.refused >= 3 * len(calls)  # first try + Lambda's 2 retries, each refused
