@@ -71,3 +71,32 @@ def test_call_prints_state_and_timeline(
     assert main(["call", "v3:nobody", "--table", stack.ref("CallsTable")]) == 1
     assert main(["call", "v3:nobody"]) == 2  # no table named: a clear error, not a traceback
     assert "needs the calls table" in capsys.readouterr().err
+
+
+def test_both_commands_find_a_deployed_stack_by_its_outputs(
+    stack: ProvisionedStack, consumers: dict[str, object], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--stack NAME` reads the names from CloudFormation's outputs, as against AWS."""
+    script = CallScript()
+    event = as_bus_event(script.event("call.answered"))
+    consumers["CallControlFunction"].invoke(event)  # type: ignore[attr-defined]
+    sqs = boto3.client("sqs")
+    sqs.send_message(QueueUrl=stack.ref("EventDeadLetterQueue"), MessageBody=json.dumps(event))
+    outputs = {
+        "EventBusName": stack.ref("EventBus"),
+        "CallsTableName": stack.ref("CallsTable"),
+        "EventDeadLetterQueueUrl": stack.ref("EventDeadLetterQueue"),
+        "FailedInvocationQueueUrl": stack.ref("FailedInvocationQueue"),
+    }
+    template = {
+        "Resources": {"Marker": {"Type": "AWS::SQS::Queue"}},
+        "Outputs": {name: {"Value": value} for name, value in outputs.items()},
+    }
+    name = f"{stack.stack.name}-deployed"
+    boto3.client("cloudformation").create_stack(StackName=name, TemplateBody=json.dumps(template))
+    capsys.readouterr()
+
+    assert main(["call", script.call_control_id, "--stack", name]) == 0
+    assert json.loads(capsys.readouterr().out.split("\ntimeline:")[0])["status"]["value"] == "answered"
+    assert main(["redrive", "--stack", name, "--dry-run"]) == 0
+    assert "would redrive 1 event(s)" in capsys.readouterr().out
