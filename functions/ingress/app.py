@@ -1,6 +1,6 @@
 """Ingress: Telnyx webhook over HTTP API -> verified event on the custom EventBridge bus.
 
-Imports are chosen for cold start (see bench/cold_start.py): no telnyx SDK, no
+Imports are chosen for cold start (see bench/ingress_cost.py and bench/cold_starts.py): no telnyx SDK, no
 pydantic, no Powertools parser or idempotency.
 """
 

@@ -1,7 +1,7 @@
 """Reading configuration from the environment once, at cold start, with errors that name the variable.
 
-Stdlib only, on purpose: the ingress must not pay pydantic's import (about 60 ms
-measured in bench/cold_start.py) just to read three variables.
+Stdlib only, on purpose: the ingress must not pay pydantic's import (about 25 ms on
+top of boto3, printed by bench/cold_starts.py) just to read three variables.
 """
 
 from __future__ import annotations

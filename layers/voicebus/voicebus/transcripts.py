@@ -46,8 +46,8 @@ class LiveTranscripts:
             self.store.append_transcript_segment(
                 call_control_id, ref, {k: v for k, v in fields.items() if v is not None}
             )
-            record = self.store.get_call(call_control_id)
-            ended = record is not None and record.status is not None and record.status.value is CallStatus.HUNG_UP
+            status = self.store.lanes(call_control_id, "status").get("status") or {}
+            ended = status.get("value") == CallStatus.HUNG_UP.value
             return self.finalize(call_control_id) if ended else {"segment": "kept"}
         if data.event_type == "call.hangup":
             return self.finalize(call_control_id)
