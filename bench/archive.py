@@ -35,7 +35,7 @@ sys.path[:0] = [str(ROOT / "layers" / "voicebus"), str(ROOT / "tools"), str(ROOT
 
 import boto3  # noqa: E402
 
-from voicebus.archive import DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE, RecordingArchiver, RecordingSource  # noqa: E402
+from voicebus.archive.writer import DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE, RecordingArchiver, RecordingSource  # noqa: E402
 from voicebus_cli.local.moto_server import MotoServer  # noqa: E402
 from voicebus_cli.local.storage import StorageServer, expected_sha256, recording_bytes  # noqa: E402
 

@@ -35,7 +35,7 @@ sys.path[:0] = [str(ROOT / "layers" / "voicebus"), str(ROOT / "tools")]
 
 from nacl.signing import SigningKey  # noqa: E402
 
-from voicebus.signature import sign  # noqa: E402
+from voicebus.ingress.signature import sign  # noqa: E402
 from voicebus_cli.testkey import load_test_key  # noqa: E402
 from voicebus_cli.webhooks import api_gateway_event, compact  # noqa: E402
 
@@ -89,7 +89,7 @@ def per_request_handler(body: bytes, key: SigningKey, public_key_b64: str) -> tu
     and the latter with the accepted-webhook line logged (LogLevel DEBUG)."""
     from botocore.stub import Stubber
 
-    from voicebus.ingress import IngressSettings, WebhookIngress
+    from voicebus.ingress.receiver import IngressSettings, WebhookIngress
     from voicebus_cli.local.functions import LoadedFunction, LocalContext
 
     env = {**ENV, "TELNYX_PUBLIC_KEY": public_key_b64}

@@ -13,7 +13,7 @@ import boto3
 import pytest
 
 from tests.support.bus import BusTap
-from voicebus.state import CallStore
+from voicebus.calls.store import CallStore
 from voicebus_cli.local.functions import LoadedFunction
 from voicebus_cli.local.moto_server import MotoServer
 from voicebus_cli.local.provision import ProvisionedStack, provision

@@ -7,7 +7,7 @@ call.playback.ended and call.recording.saved, which only advance flows).
 
 from pathlib import Path
 
-from voicebus.consumer import build_handler
+from voicebus.calls.consumer import build_handler
 from voicebus.flows.runner import FlowRunner
 
 FLOWS_DIR = Path(__file__).resolve().parent / "flows"

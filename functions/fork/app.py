@@ -1,5 +1,5 @@
 """Fork (call.fork.started, call.fork.stopped): the call's media fork status."""
 
-from voicebus.consumer import build_handler
+from voicebus.calls.consumer import build_handler
 
 lambda_handler = build_handler()

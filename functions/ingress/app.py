@@ -16,7 +16,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
 
-from voicebus.ingress import WEBHOOK_PATH, IngressAnswer, IngressSettings, WebhookIngress
+from voicebus.ingress.receiver import WEBHOOK_PATH, IngressAnswer, IngressSettings, WebhookIngress
 
 logger = Logger()
 metrics = Metrics()

@@ -1,5 +1,5 @@
 """SIP refer (call.refer.started, .completed, .failed): the call's refer status."""
 
-from voicebus.consumer import build_handler
+from voicebus.calls.consumer import build_handler
 
 lambda_handler = build_handler()

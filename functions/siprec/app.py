@@ -1,5 +1,5 @@
 """SIPREC (siprec.started, .stopped, .failed): the call's SIPREC session status."""
 
-from voicebus.consumer import build_handler
+from voicebus.calls.consumer import build_handler
 
 lambda_handler = build_handler()

@@ -1,5 +1,5 @@
 """Streaming (streaming.started, .stopped, .failed): stream id, URL and failure reason."""
 
-from voicebus.consumer import build_handler
+from voicebus.calls.consumer import build_handler
 
 lambda_handler = build_handler()

@@ -12,8 +12,8 @@ import pytest
 
 from tests.support.calls import CallScript, as_bus_event
 from tests.support.routing import targets
-from voicebus.signature import sign
-from voicebus.state import CallStatus, CallStore, Feature
+from voicebus.calls.store import CallStatus, CallStore, Feature
+from voicebus.ingress.signature import sign
 from voicebus_cli.demo import post
 from voicebus_cli.local.moto_server import MotoServer
 from voicebus_cli.local.stack import LocalStack

@@ -25,9 +25,9 @@ from botocore.exceptions import EndpointConnectionError, ReadTimeoutError
 
 from tests.support.calls import CallScript
 from tests.support.report import figures
-from voicebus.ingress import IngressSettings, WebhookIngress
-from voicebus.signature import sign
-from voicebus.state import CallStatus, CallStore
+from voicebus.calls.store import CallStatus, CallStore
+from voicebus.ingress.receiver import IngressSettings, WebhookIngress
+from voicebus.ingress.signature import sign
 from voicebus_cli.demo import post
 from voicebus_cli.local.moto_server import MotoServer
 from voicebus_cli.local.stack import LocalStack

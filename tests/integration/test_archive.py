@@ -16,7 +16,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from voicebus.archive import (
+from voicebus.archive.writer import (
     SHA256_METADATA_KEY,
     SHA256_TAG_KEY,
     ArchiveError,

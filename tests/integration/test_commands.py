@@ -12,7 +12,7 @@ import pytest
 from aws_lambda_powertools.utilities import parameters
 from telnyx import InternalServerError, NotFoundError, Telnyx, UnprocessableEntityError
 
-from voicebus import client_state
+from voicebus.calls import client_state
 from voicebus.commands import ids, models
 from voicebus.commands.client import build_client
 from voicebus.commands.models import COMMANDS, parse_command

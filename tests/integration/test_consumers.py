@@ -12,8 +12,8 @@ import pytest
 
 from tests.support.calls import CallScript, as_bus_event
 from tests.support.routing import targets
-from voicebus.client_state import encode
-from voicebus.state import CallStatus, CallStore, Feature
+from voicebus.calls.client_state import encode
+from voicebus.calls.store import CallStatus, CallStore, Feature
 from voicebus_cli.local.functions import LoadedFunction
 from voicebus_cli.local.provision import ProvisionedStack
 from voicebus_cli.local.storage import StorageServer

@@ -12,7 +12,7 @@ import pytest
 from tests.support.bus import BusTap
 from tests.support.requests import answer, envelope, signed_event
 from voicebus.bus import MAX_WEBHOOK_BYTES
-from voicebus.signature import SIGNATURE_HEADER, TIMESTAMP_HEADER
+from voicebus.ingress.signature import SIGNATURE_HEADER, TIMESTAMP_HEADER
 from voicebus_cli.local.functions import LoadedFunction
 from voicebus_cli.local.provision import ProvisionedStack
 from voicebus_cli.testkey import TestKeyPair
@@ -220,7 +220,7 @@ def test_unreachable_bus_answers_503_within_telnyx_budget(stack: ProvisionedStac
 def test_bad_configuration_fails_at_cold_start_naming_the_variable(
     stack: ProvisionedStack, variable: str, value: str, message: str
 ) -> None:
-    from voicebus.settings import ConfigurationError
+    from voicebus.config import ConfigurationError
 
     function = stack.functions["IngressFunction"]
     env = {**function.environment, variable: value}

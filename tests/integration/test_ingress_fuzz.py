@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from tests.support.bus import BusTap
 from tests.support.report import figures
 from tests.support.requests import envelope
-from voicebus.signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
+from voicebus.ingress.signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from voicebus_cli.local.functions import LoadedFunction, LocalContext
 from voicebus_cli.testkey import TestKeyPair
 from voicebus_cli.webhooks import api_gateway_event, compact

@@ -18,9 +18,9 @@ from boto3.dynamodb.types import TypeDeserializer
 
 from tests.support.calls import CallScript, as_bus_event
 from tests.support.routing import targets
+from voicebus.calls.store import CallStore, Feature
 from voicebus.commands.ids import command_id
 from voicebus.commands.sender import CommandRetryableError
-from voicebus.state import CallStore, Feature
 from voicebus_cli.local.functions import LoadedFunction
 from voicebus_cli.local.provision import ProvisionedStack
 from voicebus_cli.local.telnyx_api import Fault, RecordedRequest, TelnyxApiStandIn

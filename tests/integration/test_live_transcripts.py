@@ -10,7 +10,7 @@ import pytest
 
 from tests.support.calls import CallScript, as_bus_event
 from tests.support.routing import targets
-from voicebus.state import CallStore
+from voicebus.calls.store import CallStore
 
 pytestmark = pytest.mark.integration
 

@@ -10,7 +10,7 @@ import boto3
 import pytest
 
 from tests.support.calls import CallScript, as_bus_event
-from voicebus.state import CallStore
+from voicebus.calls.store import CallStore
 from voicebus_cli.local.provision import ProvisionedStack
 from voicebus_cli.local.storage import Behaviour, StorageServer
 from voicebus_cli.local.telnyx_api import TelnyxApiStandIn

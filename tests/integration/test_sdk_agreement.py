@@ -15,7 +15,7 @@ import telnyx
 from nacl.signing import SigningKey
 
 from tests.support.requests import answer, envelope
-from voicebus.signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
+from voicebus.ingress.signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from voicebus_cli.local.functions import LoadedFunction
 from voicebus_cli.testkey import TestKeyPair
 from voicebus_cli.webhooks import api_gateway_event, compact

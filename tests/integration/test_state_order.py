@@ -15,10 +15,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.support.calls import BASE_TIME
-from voicebus.call_events import CallEventRecorder
-from voicebus.client_state import encode
-from voicebus.events import TelnyxBusEvent
-from voicebus.state import CallStore
+from voicebus.calls.client_state import encode
+from voicebus.calls.events import TelnyxBusEvent
+from voicebus.calls.recorder import CallEventRecorder
+from voicebus.calls.store import CallStore
 from voicebus_cli.local.moto_server import MotoServer
 from voicebus_cli.local.provision import provision
 from voicebus_cli.local.template import Stack, load_template

@@ -10,7 +10,7 @@ import pytest
 
 from tests.support.bus import BusTap
 from tests.support.requests import answer
-from voicebus.signature import TIMESTAMP_HEADER, WebhookVerifier, decode_public_key
+from voicebus.ingress.signature import TIMESTAMP_HEADER, WebhookVerifier, decode_public_key
 from voicebus_cli.local.functions import LoadedFunction
 from voicebus_cli.testkey import ROOT, TestKeyPair
 from voicebus_cli.webhooks import raw_body, resign_event, webhook_event_files

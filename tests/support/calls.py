@@ -6,7 +6,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from voicebus.client_state import encode
+from voicebus.calls.client_state import encode
 from voicebus_cli.webhooks import bus_event, compact, envelope
 
 BASE_TIME = datetime(2026, 11, 21, 10, 0, 0, tzinfo=UTC)

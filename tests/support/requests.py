@@ -7,7 +7,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from voicebus.signature import sign
+from voicebus.ingress.signature import sign
 from voicebus_cli.testkey import TestKeyPair
 from voicebus_cli.webhooks import api_gateway_event, compact
 from voicebus_cli.webhooks import envelope as webhook_envelope

@@ -10,7 +10,7 @@ from botocore.config import Config
 from hypothesis import given
 from hypothesis import strategies as st
 
-from voicebus.archive import (
+from voicebus.archive.writer import (
     MIN_PART_SIZE,
     ArchivedObject,
     KeyComponentError,

@@ -7,7 +7,7 @@ import pytest
 from botocore.stub import Stubber
 
 from voicebus.bus import PublishError, WebhookPublisher
-from voicebus.webhook import WebhookSummary
+from voicebus.ingress.envelope import WebhookSummary
 
 WEBHOOK = WebhookSummary("id-1", "call.answered", "v3:c", "s")
 BODY = '{"data":{"id":"id-1","event_type":"call.answered"}}'

@@ -4,8 +4,8 @@ import base64
 
 import pytest
 
-from voicebus import client_state
-from voicebus.client_state import ClientStateError, ClientStateKind
+from voicebus.calls import client_state
+from voicebus.calls.client_state import ClientStateError, ClientStateKind
 
 
 def test_json_round_trips_on_one_line() -> None:

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 from telnyx.resources.calls.actions import ActionsResource
 
-from voicebus import client_state
+from voicebus.calls import client_state
 from voicebus.commands import client, ids, models
 from voicebus.commands.models import COMMANDS, CallCommand, InvalidCommandError, UnknownActionError, parse_command
 from voicebus.commands.sender import (
@@ -33,7 +33,7 @@ from voicebus.commands.sender import (
     TelnyxErrorDetail,
     error_details,
 )
-from voicebus.settings import ConfigurationError
+from voicebus.config import ConfigurationError
 from voicebus_cli.local.telnyx_api import SPEC_PATH
 
 ROOT = Path(__file__).resolve().parents[2]

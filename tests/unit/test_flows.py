@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 from pydantic import JsonValue
 
-from voicebus.client_state import encode
+from voicebus.calls.client_state import encode
+from voicebus.calls.events import WebhookData
 from voicebus.commands import models as commands
-from voicebus.events import WebhookData
 from voicebus.flows import models
 from voicebus.flows.engine import Decision, DecisionKind, FlowEngine
 from voicebus.flows.loader import PLACEHOLDER, FlowCatalog, FlowLoadError, load_flow, load_flows

@@ -5,7 +5,7 @@ import base64
 import pytest
 from nacl.signing import SigningKey
 
-from voicebus.signature import (
+from voicebus.ingress.signature import (
     PublicKeyError,
     SignatureFailure,
     SignatureVerificationError,

@@ -8,8 +8,8 @@ import sys
 import time
 from pathlib import Path
 
-from voicebus.settings import ConfigurationError
-from voicebus.signature import sign
+from voicebus.config import ConfigurationError
+from voicebus.ingress.signature import sign
 from voicebus_cli.operations import Target, TargetError, print_redrive, redrive, resolve_target, show_call
 from voicebus_cli.testkey import load_test_key
 from voicebus_cli.webhooks import BUS_EVENTS_DIR, bus_event, raw_body, resign_event, webhook_event_files

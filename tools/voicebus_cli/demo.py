@@ -27,8 +27,8 @@ from typing import Any
 
 import boto3
 
-from voicebus.signature import sign
-from voicebus.state import CallStore
+from voicebus.calls.store import CallStore
+from voicebus.ingress.signature import sign
 from voicebus_cli.local.stack import LocalStack
 from voicebus_cli.local.workers import Invocation
 from voicebus_cli.testkey import ROOT, TestKeyPair, load_test_key

@@ -18,7 +18,7 @@ from typing import Any
 
 import boto3
 
-from voicebus.state import CallStore
+from voicebus.calls.store import CallStore
 from voicebus_cli.testkey import ROOT
 
 LOCAL_STATE_FILE = ROOT / ".voicebus" / "local.json"

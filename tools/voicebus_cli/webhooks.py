@@ -12,8 +12,8 @@ from typing import Any
 
 from nacl.signing import SigningKey
 
-from voicebus.ingress import WEBHOOK_PATH
-from voicebus.signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
+from voicebus.ingress.receiver import WEBHOOK_PATH
+from voicebus.ingress.signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from voicebus_cli.testkey import ROOT
 
 WEBHOOK_EVENTS_DIR = ROOT / "events" / "webhooks"

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from voicebus.webhook import WebhookSummary
+from voicebus.ingress.envelope import WebhookSummary
 
 if TYPE_CHECKING:
     from mypy_boto3_events import EventBridgeClient

@@ -37,7 +37,7 @@ from jsonschema.exceptions import ValidationError, best_match  # type: ignore[im
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from voicebus import client_state
+from voicebus.calls import client_state
 
 SPEC_PATH = Path(__file__).resolve().parent / "telnyx-voice-openapi.json"
 DEFAULT_API_KEY = "KEY_voicebus_stand_in"

@@ -22,7 +22,7 @@ import httpx
 from aws_lambda_powertools.utilities import parameters
 from telnyx import Telnyx
 
-from voicebus.settings import ConfigurationError
+from voicebus.config import ConfigurationError
 
 API_KEY_VARIABLE = "TELNYX_API_KEY"
 API_KEY_SECRET_VARIABLE = "TELNYX_API_KEY_SECRET_ARN"  # noqa: S105 - a variable name, not a secret

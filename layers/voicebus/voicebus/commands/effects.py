@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from voicebus.calls.store import Feature
 from voicebus.commands.models import CallCommand, SuppressionStart, SuppressionStop, SwitchSupervisorRole
-from voicebus.state import Feature
 
 
 def feature_change(command: CallCommand) -> tuple[Feature, dict[str, Any]] | None:

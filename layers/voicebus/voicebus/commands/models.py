@@ -36,7 +36,7 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails
 
-from voicebus import client_state
+from voicebus.calls import client_state
 from voicebus.commands.enums import (
     AnsweringMachineDetection,
     AnswerPreferredCodecs,
@@ -770,7 +770,7 @@ class ClientStateUpdate(CallCommand):
     """Replace the client_state echoed on the call's later webhooks (ClientStateUpdateRequest, a PUT).
 
     `client_state` is the JSON value itself; it is encoded with
-    `voicebus.client_state.encode` when sent. The spec and the SDK have no
+    `voicebus.calls.client_state.encode` when sent. The spec and the SDK have no
     command_id here; setting the same state twice is harmless.
     """
 

@@ -35,7 +35,7 @@ from telnyx import (
     UnprocessableEntityError,
 )
 
-from voicebus import client_state as client_state_codec
+from voicebus.calls import client_state as client_state_codec
 from voicebus.commands.client import API_KEY_SECRET_VARIABLE, API_KEY_VARIABLE, get_client, load_api_key
 from voicebus.commands.ids import command_id
 from voicebus.commands.models import CallCommand, ClientStateUpdate
@@ -230,7 +230,7 @@ class CommandSender:
         `webhook_id` is the triggering webhook's `data.id`; with the action and
         `discriminator` it fixes the command_id (see `ids.command_id`).
         `client_state` is any JSON value other than None, encoded with
-        `voicebus.client_state.encode` (raises `ClientStateError` when too large).
+        `voicebus.calls.client_state.encode` (raises `ClientStateError` when too large).
         `remaining_ms` is the Lambda context's `get_remaining_time_in_millis`:
         without it, only `max_attempts` bounds the retries.
         """

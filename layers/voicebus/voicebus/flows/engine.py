@@ -28,8 +28,8 @@ from enum import StrEnum
 
 from pydantic import JsonValue
 
+from voicebus.calls.events import CallPayload, WebhookData
 from voicebus.commands.models import CallCommand
-from voicebus.events import CallPayload, WebhookData
 from voicebus.flows.loader import FlowCatalog
 from voicebus.flows.models import (
     AnswerStep,

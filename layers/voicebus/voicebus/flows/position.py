@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
 
-from voicebus import client_state
+from voicebus.calls import client_state
 
 
 class FlowStatus(StrEnum):

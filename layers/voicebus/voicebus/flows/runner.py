@@ -21,15 +21,15 @@ import boto3
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from voicebus.call_events import RecordedEvent
+from voicebus.calls.events import TelnyxWebhook, occurred_key
+from voicebus.calls.recorder import RecordedEvent
+from voicebus.calls.store import EventRef
 from voicebus.commands.effects import feature_change
 from voicebus.commands.sender import CommandOutcome, CommandSender
-from voicebus.events import TelnyxWebhook, occurred_key
 from voicebus.flows.engine import FLOW_EVENTS, Decision, DecisionKind, FlowEngine, PlannedCommand
 from voicebus.flows.loader import load_flows
 from voicebus.flows.position import FlowState, RejectedCommand
 from voicebus.flows.store import REJECTION_RANK, FlowStateStore
-from voicebus.state import EventRef
 
 
 class FlowRunner:

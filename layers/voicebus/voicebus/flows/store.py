@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from voicebus.calls.store import CallStatus, CallStore, EventRef
 from voicebus.flows.position import FlowState, StoredFlowState
-from voicebus.state import CallStatus, CallStore, EventRef
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient

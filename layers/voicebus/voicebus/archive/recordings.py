@@ -1,7 +1,7 @@
 """Archiving a call's recordings and their transcripts to the user's S3 bucket.
 
 `call.recording.saved` links last 10 minutes: each configured format is streamed
-into S3 at once (`voicebus.archive`), a link that has expired is swapped for a fresh
+into S3 at once (`voicebus.archive.writer`), a link that has expired is swapped for a fresh
 one from `GET /recordings/{id}` (telnyx SDK, imported only then), and `s3://` /
 `gs://` locations (Telnyx custom storage) are recorded as they are. The call's
 recording item lists where each format went.
@@ -19,8 +19,8 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from voicebus import settings
-from voicebus.archive import (
+from voicebus import config
+from voicebus.archive.writer import (
     ArchivedObject,
     RecordingArchiver,
     RecordingSource,
@@ -29,9 +29,9 @@ from voicebus.archive import (
     recording_metadata,
     transcript_key,
 )
-from voicebus.call_events import RecordedEvent
-from voicebus.events import CallPayload, TelnyxWebhook
-from voicebus.state import CallStore
+from voicebus.calls.events import CallPayload, TelnyxWebhook
+from voicebus.calls.recorder import RecordedEvent
+from voicebus.calls.store import CallStore
 
 CONTENT_TYPES = {"mp3": "audio/mpeg", "wav": "audio/wav"}
 DEFAULT_FORMATS = ("mp3", "wav")
@@ -47,7 +47,7 @@ def configured_formats(environ: Mapping[str, str] | None = None) -> tuple[str, .
     formats = tuple(part.strip() for part in text.split(",") if part.strip()) or DEFAULT_FORMATS
     unknown = set(formats) - set(CONTENT_TYPES)
     if unknown:
-        raise settings.ConfigurationError("ARCHIVE_FORMATS", f"names unknown formats {sorted(unknown)}")
+        raise config.ConfigurationError("ARCHIVE_FORMATS", f"names unknown formats {sorted(unknown)}")
     return formats
 
 

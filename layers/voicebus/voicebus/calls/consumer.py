@@ -24,10 +24,10 @@ from aws_lambda_powertools.utilities.idempotency import (
 from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from voicebus import settings
-from voicebus.call_events import CallEventRecorder, RecordedEvent
-from voicebus.events import TelnyxBusEvent, TelnyxWebhook
-from voicebus.state import CallStore
+from voicebus import config
+from voicebus.calls.events import TelnyxBusEvent, TelnyxWebhook
+from voicebus.calls.recorder import CallEventRecorder, RecordedEvent
+from voicebus.calls.store import CallStore
 
 # The webhook's id: one id per Telnyx event, whatever the delivery attempt.
 CORRELATION_ID_PATH = "detail.data.id"
@@ -50,7 +50,7 @@ class EventConsumer:
         self.idempotency = IdempotencyConfig(
             event_key_jmespath="data.id", expires_after_seconds=IDEMPOTENCY_EXPIRY_SECONDS
         )
-        persistence = DynamoDBPersistenceLayer(table_name=settings.require("IDEMPOTENCY_TABLE_NAME"))
+        persistence = DynamoDBPersistenceLayer(table_name=config.require("IDEMPOTENCY_TABLE_NAME"))
         self._process_once = idempotent_function(
             data_keyword_argument="webhook", config=self.idempotency, persistence_store=persistence
         )(self._process)

@@ -12,9 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from voicebus import client_state
-from voicebus.events import CallPayload, WebhookData, occurred_key
-from voicebus.state import STATUS_RANK, CallStatus, CallStore, EventRef, Feature, call_pk
+from voicebus.calls import client_state
+from voicebus.calls.events import CallPayload, WebhookData, occurred_key
+from voicebus.calls.store import STATUS_RANK, CallStatus, CallStore, EventRef, Feature, call_pk
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """The few facts the ingress needs from a webhook body, checked without a schema library.
 
-Consumers parse the full envelope with pydantic (`voicebus.events`); the ingress
+Consumers parse the full envelope with pydantic (`voicebus.calls.events`); the ingress
 only needs `data.id` and `data.event_type` to route, and the call ids to log.
 """
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
+from voicebus.errors import PermanentError
 
-class ConfigurationError(RuntimeError):
+
+class ConfigurationError(PermanentError):
     """An environment variable is missing or malformed; raised at cold start, never per request."""
 
     def __init__(self, variable: str, problem: str) -> None:

@@ -27,14 +27,14 @@ from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, Field, JsonValue
 
-from voicebus import settings
+from voicebus import config
 from voicebus.bus import put_entry
+from voicebus.calls.consumer import Handler
+from voicebus.calls.events import occurred_key
+from voicebus.calls.store import CallStore, EventRef
 from voicebus.commands.effects import feature_change
 from voicebus.commands.models import InvalidCommandError, parse_command
 from voicebus.commands.sender import CommandRejectedError, CommandSender
-from voicebus.consumer import Handler
-from voicebus.events import occurred_key
-from voicebus.state import CallStore, EventRef
 
 if TYPE_CHECKING:
     from mypy_boto3_events import EventBridgeClient
@@ -120,20 +120,20 @@ def build_command_handler() -> Handler:
         CommandSender.from_environment(),
         CallStore.from_env(boto3.client("dynamodb"), os.environ),
         boto3.client("events"),
-        settings.require("EVENT_BUS_NAME"),
+        config.require("EVENT_BUS_NAME"),
         metrics,
     )
-    config = IdempotencyConfig(event_key_jmespath="id", expires_after_seconds=6 * 3600)
-    persistence = DynamoDBPersistenceLayer(table_name=settings.require("IDEMPOTENCY_TABLE_NAME"))
+    idempotency = IdempotencyConfig(event_key_jmespath="id", expires_after_seconds=6 * 3600)
+    persistence = DynamoDBPersistenceLayer(table_name=config.require("IDEMPOTENCY_TABLE_NAME"))
 
-    @idempotent_function(data_keyword_argument="event", config=config, persistence_store=persistence)  # type: ignore[untyped-decorator]
+    @idempotent_function(data_keyword_argument="event", config=idempotency, persistence_store=persistence)  # type: ignore[untyped-decorator]
     def process_once(event: CommandRequestEvent, context: LambdaContext) -> dict[str, Any]:
         return processor.process(event, context)
 
     @logger.inject_lambda_context(correlation_id_path="id", clear_state=True)
     @metrics.log_metrics
     def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-        config.register_lambda_context(context)
+        idempotency.register_lambda_context(context)
         request = parse(event=event, model=CommandRequestEvent)
         logger.append_keys(call_control_id=request.detail.call_control_id, action=request.detail.action)
         result: dict[str, Any] = process_once(event=request, context=context)

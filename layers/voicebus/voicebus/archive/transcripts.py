@@ -17,10 +17,10 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from voicebus.archive import RecordingArchiver, transcript_key
-from voicebus.call_events import RecordedEvent
-from voicebus.events import TelnyxWebhook, occurred_key
-from voicebus.state import CallStatus, CallStore, EventRef
+from voicebus.archive.writer import RecordingArchiver, transcript_key
+from voicebus.calls.events import TelnyxWebhook, occurred_key
+from voicebus.calls.recorder import RecordedEvent
+from voicebus.calls.store import CallStatus, CallStore, EventRef
 
 
 @dataclass

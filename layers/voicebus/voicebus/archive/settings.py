@@ -1,6 +1,6 @@
 """The archiver a function builds once per container, from its environment.
 
-Apart from `voicebus.recordings` so that the transcription function, which never
+Apart from `voicebus.archive.recordings` so that the transcription function, which never
 fetches a recording link, does not reach the telnyx SDK through it.
 """
 
@@ -12,8 +12,8 @@ from collections.abc import Mapping
 import boto3
 from botocore.config import Config
 
-from voicebus import settings
-from voicebus.archive import RecordingArchiver, http_pool
+from voicebus import config
+from voicebus.archive.writer import RecordingArchiver, http_pool
 
 
 def archiver_from_env(environ: Mapping[str, str] | None = None) -> RecordingArchiver:
@@ -23,7 +23,7 @@ def archiver_from_env(environ: Mapping[str, str] | None = None) -> RecordingArch
     client = boto3.client("s3", config=Config(s3={"payload_signing_enabled": False}))
     return RecordingArchiver(
         client,
-        settings.require("ARCHIVE_BUCKET_NAME", env),
+        config.require("ARCHIVE_BUCKET_NAME", env),
         http=http_pool(),
         kms_key_id=env.get("ARCHIVE_KMS_KEY_ARN", "").strip() or None,
     )

@@ -17,16 +17,16 @@ from typing import TYPE_CHECKING
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
-from voicebus import settings
+from voicebus import config
 from voicebus.bus import MAX_WEBHOOK_BYTES, PublishError, WebhookPublisher
-from voicebus.signature import (
+from voicebus.ingress.envelope import WebhookEnvelopeError, summarize
+from voicebus.ingress.signature import (
     DEFAULT_TOLERANCE_SECONDS,
     PublicKeyError,
     SignatureVerificationError,
     WebhookVerifier,
     decode_public_key,
 )
-from voicebus.webhook import WebhookEnvelopeError, summarize
 
 if TYPE_CHECKING:
     from mypy_boto3_events import EventBridgeClient
@@ -45,22 +45,22 @@ class IngressSettings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> IngressSettings:
-        public_key = settings.require("TELNYX_PUBLIC_KEY", environ)
+        public_key = config.require("TELNYX_PUBLIC_KEY", environ)
         try:
             decode_public_key(public_key)
         except PublicKeyError as exc:
-            raise settings.ConfigurationError("TELNYX_PUBLIC_KEY", str(exc)) from None
+            raise config.ConfigurationError("TELNYX_PUBLIC_KEY", str(exc)) from None
         return cls(
             public_key_b64=public_key,
-            event_bus_name=settings.require("EVENT_BUS_NAME", environ),
-            tolerance_seconds=settings.integer(
+            event_bus_name=config.require("EVENT_BUS_NAME", environ),
+            tolerance_seconds=config.integer(
                 "WEBHOOK_TOLERANCE_SECONDS",
                 DEFAULT_TOLERANCE_SECONDS,
                 minimum=1,
                 maximum=3600,
                 environ=environ,
             ),
-            max_body_bytes=settings.integer(
+            max_body_bytes=config.integer(
                 "MAX_WEBHOOK_BYTES",
                 MAX_WEBHOOK_BYTES,
                 minimum=1024,

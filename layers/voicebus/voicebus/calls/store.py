@@ -28,7 +28,7 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, Field
 
-from voicebus import settings
+from voicebus import config
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -199,10 +199,10 @@ class CallStore:
     @classmethod
     def from_env(cls, client: DynamoDBClient, environ: Mapping[str, str] | None = None) -> CallStore:
         environ = os.environ if environ is None else environ
-        days = settings.integer(
+        days = config.integer(
             "CALL_RECORD_RETENTION_DAYS", DEFAULT_RETENTION_DAYS, minimum=1, maximum=3650, environ=environ
         )
-        return cls(client, settings.require("CALLS_TABLE_NAME", environ), days * 86400)
+        return cls(client, config.require("CALLS_TABLE_NAME", environ), days * 86400)
 
     def _expires_at(self) -> int:
         return int(self._clock()) + self._retention
