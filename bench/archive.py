@@ -35,7 +35,8 @@ sys.path[:0] = [str(ROOT / "layers" / "voicebus"), str(ROOT / "tools"), str(ROOT
 
 import boto3  # noqa: E402
 
-from voicebus.archive.writer import DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE, RecordingArchiver, RecordingSource  # noqa: E402
+from voicebus.archive.download import RecordingSource  # noqa: E402
+from voicebus.archive.writer import DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE, ArchiveWriter  # noqa: E402
 from voicebus_cli.local.moto_server import MotoServer  # noqa: E402
 from voicebus_cli.local.storage import StorageServer, expected_sha256, recording_bytes  # noqa: E402
 
@@ -82,7 +83,7 @@ def _measured(run: Any) -> dict[str, Any]:
 
 def child_archive(url: str, bucket: str, key: str) -> dict[str, Any]:
     s3 = boto3.client("s3")
-    archiver = RecordingArchiver(s3, bucket)
+    archiver = ArchiveWriter(s3, bucket)
     # Warm-up: endpoint rules, the S3 model and urllib3 are loaded before measuring.
     archiver.archive_text(f"warmup/{uuid.uuid4().hex}.txt", "warm", "text/plain")
     source = RecordingSource(url, key, "audio/wav", {"recording-id": key.rsplit("/", 1)[-1]})

@@ -89,7 +89,8 @@ def per_request_handler(body: bytes, key: SigningKey, public_key_b64: str) -> tu
     and the latter with the accepted-webhook line logged (LogLevel DEBUG)."""
     from botocore.stub import Stubber
 
-    from voicebus.ingress.receiver import IngressSettings, WebhookIngress
+    from voicebus.ingress.receiver import WebhookIngress
+    from voicebus.ingress.settings import IngressSettings
     from voicebus_cli.local.functions import LoadedFunction, LocalContext
 
     env = {**ENV, "TELNYX_PUBLIC_KEY": public_key_b64}

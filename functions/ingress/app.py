@@ -16,7 +16,8 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
 
-from voicebus.ingress.receiver import WEBHOOK_PATH, IngressAnswer, IngressSettings, WebhookIngress
+from voicebus.ingress.receiver import WEBHOOK_PATH, IngressAnswer, WebhookIngress
+from voicebus.ingress.settings import IngressSettings
 
 logger = Logger()
 metrics = Metrics()

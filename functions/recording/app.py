@@ -3,8 +3,8 @@
 from aws_lambda_powertools import Logger, Metrics
 
 from voicebus.archive.recordings import RecordingArchive, configured_formats
-from voicebus.archive.settings import archiver_from_env
+from voicebus.archive.settings import writer_from_env
 from voicebus.calls.consumer import build_handler, store_from_env
 
-archive = RecordingArchive(archiver_from_env(), store_from_env(), configured_formats(), Logger(), Metrics())
+archive = RecordingArchive(writer_from_env(), store_from_env(), configured_formats(), Logger(), Metrics())
 lambda_handler = build_handler(act=archive.on_event)

@@ -2,9 +2,9 @@
 
 from aws_lambda_powertools import Logger, Metrics
 
-from voicebus.archive.settings import archiver_from_env
+from voicebus.archive.settings import writer_from_env
 from voicebus.archive.transcripts import LiveTranscripts
 from voicebus.calls.consumer import build_handler, store_from_env
 
-transcripts = LiveTranscripts(archiver_from_env(), store_from_env(), Logger(), Metrics())
+transcripts = LiveTranscripts(writer_from_env(), store_from_env(), Logger(), Metrics())
 lambda_handler = build_handler(act=transcripts.on_event)

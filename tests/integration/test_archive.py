@@ -16,17 +16,9 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from voicebus.archive.writer import (
-    SHA256_METADATA_KEY,
-    SHA256_TAG_KEY,
-    ArchiveError,
-    RecordingArchiver,
-    RecordingSource,
-    http_pool,
-    recording_key,
-    recording_metadata,
-    transcript_key,
-)
+from voicebus.archive.download import ArchiveError, RecordingSource, http_pool
+from voicebus.archive.keys import SHA256_METADATA_KEY, recording_key, recording_metadata, transcript_key
+from voicebus.archive.writer import SHA256_TAG_KEY, ArchiveWriter
 from voicebus_cli.local.provision import ProvisionedStack
 from voicebus_cli.local.storage import Behaviour, PublishedRecording, StorageServer
 
@@ -76,8 +68,8 @@ def bucket(stack: ProvisionedStack, s3: S3Client) -> str:
 
 
 @pytest.fixture
-def archiver(s3: S3Client, bucket: str) -> RecordingArchiver:
-    return RecordingArchiver(s3, bucket, part_size=PART)
+def archiver(s3: S3Client, bucket: str) -> ArchiveWriter:
+    return ArchiveWriter(s3, bucket, part_size=PART)
 
 
 def source(recording: PublishedRecording, key: str, refresh: Callable[[], str] | None = None) -> RecordingSource:
@@ -140,7 +132,7 @@ def assert_nothing_left(s3: S3Client, bucket: str, key: str) -> None:
 
 
 def test_recording_is_stored_with_its_sha256_metadata_and_content_type(
-    archiver: RecordingArchiver, storage: StorageServer, s3: S3Client, bucket: str
+    archiver: ArchiveWriter, storage: StorageServer, s3: S3Client, bucket: str
 ) -> None:
     recording = storage.publish("small", 3 * MIB + 17)
     key = recording_key(STARTED, "session-1", "rec-small", "wav")
@@ -169,7 +161,7 @@ def test_recording_is_stored_with_its_sha256_metadata_and_content_type(
 
 @pytest.mark.parametrize(("size", "parts"), [(20 * MIB, 4), (10 * MIB + 1, 3), (PART, 1)])
 def test_large_recording_is_stored_in_parts_of_part_size(
-    archiver: RecordingArchiver, storage: StorageServer, s3: S3Client, bucket: str, size: int, parts: int
+    archiver: ArchiveWriter, storage: StorageServer, s3: S3Client, bucket: str, size: int, parts: int
 ) -> None:
     recording = storage.publish(f"large-{size}", size)
     key = "recordings/large.wav"
@@ -212,7 +204,7 @@ def test_parts_upload_concurrently_never_more_than_concurrency_at_once(
 
     client.meta.events.register("before-call.s3.UploadPart", started)
     client.meta.events.register("after-call.s3.UploadPart", finished)
-    archiver = RecordingArchiver(client, bucket, part_size=PART, concurrency=3)
+    archiver = ArchiveWriter(client, bucket, part_size=PART, concurrency=3)
     recording = storage.publish("concurrent", 8 * PART + 3)
 
     archived = archiver.archive(source(recording, "recordings/concurrent.wav"))
@@ -226,7 +218,7 @@ def test_parts_upload_concurrently_never_more_than_concurrency_at_once(
 
 @pytest.mark.parametrize("size", [2 * MIB, 11 * MIB])
 def test_archiving_the_same_recording_again_adds_no_version(
-    archiver: RecordingArchiver, storage: StorageServer, s3: S3Client, bucket: str, size: int
+    archiver: ArchiveWriter, storage: StorageServer, s3: S3Client, bucket: str, size: int
 ) -> None:
     recording = storage.publish(f"again-{size}", size)
     first = archiver.archive(source(recording, "recordings/again.wav"))
@@ -239,7 +231,7 @@ def test_archiving_the_same_recording_again_adds_no_version(
 
 
 def test_an_archived_recording_of_the_announced_size_is_not_downloaded_again(
-    archiver: RecordingArchiver, storage: StorageServer, s3: S3Client, bucket: str
+    archiver: ArchiveWriter, storage: StorageServer, s3: S3Client, bucket: str
 ) -> None:
     # 32 MiB: well past what loopback socket buffers take in while nobody reads.
     recording = storage.publish("not-again", 32 * MIB)
@@ -256,7 +248,7 @@ def test_an_archived_recording_of_the_announced_size_is_not_downloaded_again(
 
 @pytest.mark.parametrize("size", [2 * MIB, 11 * MIB])
 def test_unannounced_size_is_streamed_then_aborted_when_the_bytes_match(
-    archiver: RecordingArchiver, storage: StorageServer, s3: S3Client, bucket: str, size: int
+    archiver: ArchiveWriter, storage: StorageServer, s3: S3Client, bucket: str, size: int
 ) -> None:
     # Chunked transfer announces no size, so equality is only known after hashing the body.
     recording = storage.publish(f"chunked-{size}", size, Behaviour.CHUNKED)
@@ -270,7 +262,7 @@ def test_unannounced_size_is_streamed_then_aborted_when_the_bytes_match(
 
 
 def test_changed_bytes_under_the_same_key_become_a_new_version(
-    archiver: RecordingArchiver, storage: StorageServer, s3: S3Client, bucket: str
+    archiver: ArchiveWriter, storage: StorageServer, s3: S3Client, bucket: str
 ) -> None:
     before = archiver.archive(source(storage.publish("take-1", 6 * MIB), "recordings/take.wav"))
     # A different size: an object with a sha256 and the announced size counts as the same recording.
@@ -285,7 +277,7 @@ def test_changed_bytes_under_the_same_key_become_a_new_version(
 
 
 def test_an_object_without_sha256_cannot_be_proven_equal_and_is_archived_anew(
-    archiver: RecordingArchiver, storage: StorageServer, s3: S3Client, bucket: str
+    archiver: ArchiveWriter, storage: StorageServer, s3: S3Client, bucket: str
 ) -> None:
     recording = storage.publish("foreign", 2 * MIB)
     s3.put_object(Bucket=bucket, Key="recordings/foreign.wav", Body=recording.content())
@@ -300,7 +292,7 @@ def test_an_object_without_sha256_cannot_be_proven_equal_and_is_archived_anew(
 
 @pytest.mark.parametrize("cut_at", [2 * MIB, 7 * MIB], ids=["in-first-part", "after-a-part-was-uploaded"])
 def test_cut_connection_raises_and_leaves_nothing(
-    archiver: RecordingArchiver, storage: StorageServer, s3: S3Client, bucket: str, cut_at: int
+    archiver: ArchiveWriter, storage: StorageServer, s3: S3Client, bucket: str, cut_at: int
 ) -> None:
     recording = storage.publish(f"cut-{cut_at}", 12 * MIB, Behaviour.CUT, cut_at=cut_at)
 
@@ -314,7 +306,7 @@ def test_cut_connection_raises_and_leaves_nothing(
 
 @pytest.mark.parametrize("first", [Behaviour.EXPIRED_ONCE, Behaviour.NOT_FOUND])
 def test_expired_link_is_refreshed_once_and_the_recording_archived(
-    archiver: RecordingArchiver, storage: StorageServer, s3: S3Client, bucket: str, first: Behaviour
+    archiver: ArchiveWriter, storage: StorageServer, s3: S3Client, bucket: str, first: Behaviour
 ) -> None:
     expired = storage.publish(f"expiring-{first}", 6 * MIB, first, seed="same recording")
     fresh = storage.publish(f"fresh-{first}", 6 * MIB, seed="same recording")
@@ -331,7 +323,7 @@ def test_expired_link_is_refreshed_once_and_the_recording_archived(
 
 
 def test_a_failure_after_the_refresh_raises(
-    archiver: RecordingArchiver, storage: StorageServer, s3: S3Client, bucket: str
+    archiver: ArchiveWriter, storage: StorageServer, s3: S3Client, bucket: str
 ) -> None:
     expired = storage.publish("expired-twice", MIB, Behaviour.FORBIDDEN)
     gone = storage.publish("gone", MIB, Behaviour.NOT_FOUND)
@@ -349,7 +341,7 @@ def test_a_failure_after_the_refresh_raises(
 
 
 def test_an_expired_link_without_refresh_raises(
-    archiver: RecordingArchiver, storage: StorageServer, s3: S3Client, bucket: str
+    archiver: ArchiveWriter, storage: StorageServer, s3: S3Client, bucket: str
 ) -> None:
     expired = storage.publish("expired-no-refresh", MIB, Behaviour.EXPIRED_ONCE)
 
@@ -361,7 +353,7 @@ def test_an_expired_link_without_refresh_raises(
     assert_nothing_left(s3, bucket, "recordings/never.wav")
 
 
-def test_a_failing_refresh_raises_archive_error(archiver: RecordingArchiver, storage: StorageServer) -> None:
+def test_a_failing_refresh_raises_archive_error(archiver: ArchiveWriter, storage: StorageServer) -> None:
     expired = storage.publish("expired-refresh-fails", MIB, Behaviour.FORBIDDEN)
 
     def refresh() -> str:
@@ -376,7 +368,7 @@ def test_slow_body_completes_when_each_read_is_within_the_read_timeout(
 ) -> None:
     # Eight pieces 0.15 s apart: the whole body takes longer than the read timeout, no single read does.
     recording = storage.publish("slow", MIB, Behaviour.SLOW, slow_chunks=8, slow_delay=0.15)
-    archiver = RecordingArchiver(s3, bucket, part_size=PART, http=http_pool(read_timeout=0.6))
+    archiver = ArchiveWriter(s3, bucket, part_size=PART, http=http_pool(read_timeout=0.6))
 
     archived = archiver.archive(source(recording, "recordings/slow.wav"))
 
@@ -385,7 +377,7 @@ def test_slow_body_completes_when_each_read_is_within_the_read_timeout(
 
 def test_stalled_body_times_out_and_leaves_nothing(s3: S3Client, bucket: str, storage: StorageServer) -> None:
     recording = storage.publish("stall", 12 * MIB, Behaviour.STALL, cut_at=7 * MIB, stall_seconds=2.0)
-    archiver = RecordingArchiver(s3, bucket, part_size=PART, http=http_pool(read_timeout=0.3))
+    archiver = ArchiveWriter(s3, bucket, part_size=PART, http=http_pool(read_timeout=0.3))
 
     with pytest.raises(ArchiveError, match="ReadTimeoutError"):
         archiver.archive(source(recording, "recordings/stall.wav"))
@@ -416,7 +408,7 @@ def _once_a_part_is_uploaded(bucket: str, action: Callable[[S3Client, str, str],
 
 
 def test_s3_failure_mid_transfer_raises_and_leaves_nothing(
-    archiver: RecordingArchiver, storage: StorageServer, s3: S3Client, bucket: str
+    archiver: ArchiveWriter, storage: StorageServer, s3: S3Client, bucket: str
 ) -> None:
     def lose_upload(client: S3Client, key: str, upload_id: str) -> None:
         client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
@@ -434,7 +426,7 @@ def test_s3_failure_mid_transfer_raises_and_leaves_nothing(
 
 
 def test_a_concurrent_identical_archive_wins_without_a_second_version(
-    archiver: RecordingArchiver, storage: StorageServer, s3: S3Client, bucket: str
+    archiver: ArchiveWriter, storage: StorageServer, s3: S3Client, bucket: str
 ) -> None:
     key = "recordings/raced.wav"
     recording = storage.publish("raced", 11 * MIB)
@@ -459,7 +451,7 @@ def test_a_concurrent_identical_archive_wins_without_a_second_version(
 
 
 def test_a_concurrent_different_write_gets_the_recording_as_a_newer_version(
-    archiver: RecordingArchiver, storage: StorageServer, s3: S3Client, bucket: str
+    archiver: ArchiveWriter, storage: StorageServer, s3: S3Client, bucket: str
 ) -> None:
     key = "recordings/raced-other.wav"
     others: list[str] = []
@@ -483,7 +475,7 @@ def test_a_concurrent_different_write_gets_the_recording_as_a_newer_version(
 
 
 def test_a_lost_tag_is_restored_without_a_new_version(
-    archiver: RecordingArchiver, storage: StorageServer, s3: S3Client, bucket: str
+    archiver: ArchiveWriter, storage: StorageServer, s3: S3Client, bucket: str
 ) -> None:
     # As if the archiving call had died between completing the upload and tagging it.
     recording = storage.publish("untagged", 11 * MIB)
@@ -508,7 +500,7 @@ def test_a_failed_tagging_raises_and_the_retry_tags_the_same_version(
         raise ClientError({"Error": {"Code": "AccessDenied", "Message": "injected"}}, "PutObjectTagging")
 
     client.meta.events.register("before-call.s3.PutObjectTagging", refuse, unique_id="refuse-tagging")
-    archiver = RecordingArchiver(client, bucket, part_size=PART)
+    archiver = ArchiveWriter(client, bucket, part_size=PART)
     recording = storage.publish("tag-fails", 11 * MIB)
 
     with pytest.raises(ArchiveError, match=r"PutObjectTagging of recordings/tag-fails\.wav failed: AccessDenied"):
@@ -525,13 +517,13 @@ def test_a_failed_tagging_raises_and_the_retry_tags_the_same_version(
 def test_the_same_bytes_in_other_parts_are_recognised_by_their_tag(
     storage: StorageServer, s3: S3Client, bucket: str
 ) -> None:
-    first = RecordingArchiver(s3, bucket, part_size=6 * MIB).archive(
+    first = ArchiveWriter(s3, bucket, part_size=6 * MIB).archive(
         source(storage.publish("reparted", 13 * MIB), "recordings/reparted.wav")
     )
     # Chunked, so the size is unknown and the body is streamed: 5 MiB parts give another composite checksum.
     chunked = storage.publish("reparted-chunked", 13 * MIB, Behaviour.CHUNKED, seed="reparted")
 
-    again = RecordingArchiver(s3, bucket, part_size=PART).archive(source(chunked, "recordings/reparted.wav"))
+    again = ArchiveWriter(s3, bucket, part_size=PART).archive(source(chunked, "recordings/reparted.wav"))
 
     assert (again.uploaded, again.version_id, again.sha256) == (False, first.version_id, first.sha256)
     assert_nothing_left_but(s3, bucket, "recordings/reparted.wav", [first.version_id])
@@ -540,7 +532,7 @@ def test_the_same_bytes_in_other_parts_are_recognised_by_their_tag(
 @pytest.mark.parametrize("size", [MIB, 6 * MIB])
 def test_kms_key_encrypts_the_archived_object(s3: S3Client, bucket: str, storage: StorageServer, size: int) -> None:
     key_id = boto3.client("kms").create_key(Description="voicebus archive test")["KeyMetadata"]["KeyId"]
-    archiver = RecordingArchiver(s3, bucket, part_size=PART, kms_key_id=key_id)
+    archiver = ArchiveWriter(s3, bucket, part_size=PART, kms_key_id=key_id)
     recording = storage.publish(f"kms-{size}", size)
 
     archiver.archive(source(recording, "recordings/kms.wav"))
@@ -551,7 +543,7 @@ def test_kms_key_encrypts_the_archived_object(s3: S3Client, bucket: str, storage
 
 
 def test_without_a_kms_key_the_bucket_default_applies(
-    archiver: RecordingArchiver, storage: StorageServer, s3: S3Client, bucket: str
+    archiver: ArchiveWriter, storage: StorageServer, s3: S3Client, bucket: str
 ) -> None:
     archiver.archive(source(storage.publish("default-sse", 6 * MIB), "recordings/default-sse.wav"))
 
@@ -561,7 +553,7 @@ def test_without_a_kms_key_the_bucket_default_applies(
 
 
 def test_archive_text_is_idempotent_and_new_text_is_a_new_version(
-    archiver: RecordingArchiver, s3: S3Client, bucket: str
+    archiver: ArchiveWriter, s3: S3Client, bucket: str
 ) -> None:
     key = transcript_key(STARTED, "session-1", call_control_id="v3:call-1", fmt="txt")
     text = "Agent: Grüß Gott, wie kann ich helfen?\nCaller: Señor, mi pedido…\n"

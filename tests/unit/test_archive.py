@@ -10,18 +10,9 @@ from botocore.config import Config
 from hypothesis import given
 from hypothesis import strategies as st
 
-from voicebus.archive.writer import (
-    MIN_PART_SIZE,
-    ArchivedObject,
-    KeyComponentError,
-    RecordingArchiver,
-    RecordingSource,
-    is_external_location,
-    recording_key,
-    recording_metadata,
-    safe_component,
-    transcript_key,
-)
+from voicebus.archive.download import RecordingSource, is_external_location
+from voicebus.archive.keys import KeyComponentError, recording_key, recording_metadata, safe_component, transcript_key
+from voicebus.archive.writer import MIN_PART_SIZE, ArchivedObject, ArchiveWriter
 
 STARTED = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)
 
@@ -197,7 +188,7 @@ def test_part_size_must_be_one_s3_accepts(part_size: int) -> None:
     client = boto3.client("s3", region_name="us-east-1")
 
     with pytest.raises(ValueError, match="part_size"):
-        RecordingArchiver(client, "archive", part_size=part_size)
+        ArchiveWriter(client, "archive", part_size=part_size)
 
 
 @pytest.mark.parametrize(
@@ -209,10 +200,10 @@ def test_concurrency_must_fit_the_clients_connection_pool(concurrency: int, conf
     client = boto3.client("s3", region_name="us-east-1", config=config)
 
     with pytest.raises(ValueError, match="concurrency"):
-        RecordingArchiver(client, "archive", concurrency=concurrency)
+        ArchiveWriter(client, "archive", concurrency=concurrency)
 
 
 def test_concurrency_up_to_a_configured_pool_is_accepted() -> None:
     client = boto3.client("s3", region_name="us-east-1", config=Config(max_pool_connections=16))
 
-    RecordingArchiver(client, "archive", concurrency=16)
+    ArchiveWriter(client, "archive", concurrency=16)

@@ -6,8 +6,9 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from voicebus.bus import PublishError, WebhookPublisher
+from voicebus.bus import PublishError
 from voicebus.ingress.envelope import WebhookSummary
+from voicebus.ingress.publisher import WebhookPublisher
 
 WEBHOOK = WebhookSummary("id-1", "call.answered", "v3:c", "s")
 BODY = '{"data":{"id":"id-1","event_type":"call.answered"}}'

@@ -1,4 +1,4 @@
-"""Putting verified webhooks on the custom EventBridge bus, one entry per webhook."""
+"""One PutEvents entry on the custom bus: shared by the ingress (webhooks) and the command function (answers)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from voicebus.ingress.envelope import WebhookSummary
+from voicebus.errors import RetryableError
 
 if TYPE_CHECKING:
     from mypy_boto3_events import EventBridgeClient
@@ -18,20 +18,8 @@ EVENTBRIDGE_ENTRY_BYTES = 256 * 1024
 MAX_WEBHOOK_BYTES = EVENTBRIDGE_ENTRY_BYTES - 1024
 
 
-class PublishError(RuntimeError):
-    """The event is not on the bus; the caller must make Telnyx retry."""
-
-
-class WebhookPublisher:
-    """Puts webhooks on one bus through a client created once per container."""
-
-    def __init__(self, client: EventBridgeClient, bus_name: str) -> None:
-        self._client = client
-        self._bus_name = bus_name
-
-    def publish(self, webhook: WebhookSummary, body_text: str) -> None:
-        """Put the body, unchanged, as the Detail of one entry typed by the event type."""
-        put_entry(self._client, self._bus_name, TELNYX_SOURCE, webhook.event_type, body_text)
+class PublishError(RetryableError):
+    """The event is not on the bus; the caller must make its sender retry (Telnyx, or EventBridge)."""
 
 
 def put_entry(client: EventBridgeClient, bus_name: str, source: str, detail_type: str, detail: str) -> None:

@@ -20,24 +20,19 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from voicebus import config
-from voicebus.archive.writer import (
-    ArchivedObject,
-    RecordingArchiver,
-    RecordingSource,
-    is_external_location,
-    recording_key,
-    recording_metadata,
-    transcript_key,
-)
+from voicebus.archive.download import RecordingSource, is_external_location
+from voicebus.archive.keys import recording_key, recording_metadata, transcript_key
+from voicebus.archive.writer import ArchivedObject, ArchiveWriter
 from voicebus.calls.events import CallPayload, TelnyxWebhook
 from voicebus.calls.recorder import RecordedEvent
 from voicebus.calls.store import CallStore
+from voicebus.errors import RetryableError
 
 CONTENT_TYPES = {"mp3": "audio/mpeg", "wav": "audio/wav"}
 DEFAULT_FORMATS = ("mp3", "wav")
 
 
-class RecordingLinkError(RuntimeError):
+class RecordingLinkError(RetryableError):
     """Telnyx gave no fresh download link for a recording whose link had expired."""
 
 
@@ -67,7 +62,7 @@ def fresh_download_url(recording_id: str, fmt: str) -> str:
 class RecordingArchive:
     """The recording function's work beyond recording the event: the `act` of its handler."""
 
-    archiver: RecordingArchiver
+    writer: ArchiveWriter
     store: CallStore
     formats: tuple[str, ...]
     logger: Logger
@@ -114,7 +109,7 @@ class RecordingArchive:
                 ),
                 refresh=lambda fmt=fmt: fresh_download_url(recording_id, fmt),  # type: ignore[misc]
             )
-            archived = self.archiver.archive(source)
+            archived = self.writer.archive(source)
             locations[fmt] = _location(archived)
             if archived.uploaded:
                 self.metrics.add_metric(name="ArchivedBytes", unit=MetricUnit.Bytes, value=archived.size)
@@ -131,7 +126,7 @@ class RecordingArchive:
         known = self.store.recording(call_control_id, recording_id) or {}
         started = _parse_time(known.get("recording_started_at")) or occurred
         key = transcript_key(started, session, recording_id=recording_id, fmt="txt")
-        archived = self.archiver.archive_text(key, text, "text/plain; charset=utf-8", {"recording-id": recording_id})
+        archived = self.writer.archive_text(key, text, "text/plain; charset=utf-8", {"recording-id": recording_id})
         self.metrics.add_metric(name="ArchivedBytes", unit=MetricUnit.Bytes, value=archived.size)
         link = {"transcript": _location(archived), "transcript_chars": len(text)}
         self.store.update_recording(call_control_id, recording_id, link)

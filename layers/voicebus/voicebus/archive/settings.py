@@ -1,4 +1,4 @@
-"""The archiver a function builds once per container, from its environment.
+"""The archive writer a function builds once per container, from its environment.
 
 Apart from `voicebus.archive.recordings` so that the transcription function, which never
 fetches a recording link, does not reach the telnyx SDK through it.
@@ -13,15 +13,16 @@ import boto3
 from botocore.config import Config
 
 from voicebus import config
-from voicebus.archive.writer import RecordingArchiver, http_pool
+from voicebus.archive.download import http_pool
+from voicebus.archive.writer import ArchiveWriter
 
 
-def archiver_from_env(environ: Mapping[str, str] | None = None) -> RecordingArchiver:
+def writer_from_env(environ: Mapping[str, str] | None = None) -> ArchiveWriter:
     """ARCHIVE_BUCKET_NAME, and ARCHIVE_KMS_KEY_ARN when the bucket uses a KMS key."""
     env = os.environ if environ is None else environ
     # Each part already carries its SHA-256 checksum over TLS: signing the payload too would hash it a third time.
     client = boto3.client("s3", config=Config(s3={"payload_signing_enabled": False}))
-    return RecordingArchiver(
+    return ArchiveWriter(
         client,
         config.require("ARCHIVE_BUCKET_NAME", env),
         http=http_pool(),

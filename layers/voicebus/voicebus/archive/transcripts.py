@@ -17,7 +17,8 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from voicebus.archive.writer import RecordingArchiver, transcript_key
+from voicebus.archive.keys import transcript_key
+from voicebus.archive.writer import ArchiveWriter
 from voicebus.calls.events import TelnyxWebhook, occurred_key
 from voicebus.calls.recorder import RecordedEvent
 from voicebus.calls.store import CallStatus, CallStore, EventRef
@@ -27,7 +28,7 @@ from voicebus.calls.store import CallStatus, CallStore, EventRef
 class LiveTranscripts:
     """The transcription function's work beyond recording the event: the `act` of its handler."""
 
-    archiver: RecordingArchiver
+    writer: ArchiveWriter
     store: CallStore
     logger: Logger
     metrics: Metrics
@@ -71,13 +72,13 @@ class LiveTranscripts:
             ],
         }
         metadata = {"call-control-id": call_control_id, "segments": str(len(segments))}
-        as_json = self.archiver.archive_text(
+        as_json = self.writer.archive_text(
             transcript_key(started, session, call_control_id=call_control_id, fmt="json"),
             json.dumps(document, ensure_ascii=False, indent=2),
             "application/json",
             metadata,
         )
-        as_text = self.archiver.archive_text(
+        as_text = self.writer.archive_text(
             transcript_key(started, session, call_control_id=call_control_id, fmt="txt"),
             "\n".join(item["text"] for item in segments) + "\n",
             "text/plain; charset=utf-8",

@@ -10,8 +10,10 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from voicebus.errors import PermanentError
 
-class WebhookEnvelopeError(ValueError):
+
+class WebhookEnvelopeError(PermanentError, ValueError):
     """The body is not a Telnyx webhook envelope (API version 2)."""
 
 

@@ -10,64 +10,24 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
-from voicebus import config
-from voicebus.bus import MAX_WEBHOOK_BYTES, PublishError, WebhookPublisher
+from voicebus.bus import PublishError
 from voicebus.ingress.envelope import WebhookEnvelopeError, summarize
-from voicebus.ingress.signature import (
-    DEFAULT_TOLERANCE_SECONDS,
-    PublicKeyError,
-    SignatureVerificationError,
-    WebhookVerifier,
-    decode_public_key,
-)
+from voicebus.ingress.publisher import WebhookPublisher
+from voicebus.ingress.settings import IngressSettings
+from voicebus.ingress.signature import SignatureVerificationError, WebhookVerifier, decode_public_key
 
 if TYPE_CHECKING:
     from mypy_boto3_events import EventBridgeClient
 
 WEBHOOK_PATH = "/webhooks/telnyx"
-
-
-@dataclass(frozen=True)
-class IngressSettings:
-    """The ingress's environment, validated once at cold start."""
-
-    public_key_b64: str
-    event_bus_name: str
-    tolerance_seconds: int = DEFAULT_TOLERANCE_SECONDS
-    max_body_bytes: int = MAX_WEBHOOK_BYTES
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> IngressSettings:
-        public_key = config.require("TELNYX_PUBLIC_KEY", environ)
-        try:
-            decode_public_key(public_key)
-        except PublicKeyError as exc:
-            raise config.ConfigurationError("TELNYX_PUBLIC_KEY", str(exc)) from None
-        return cls(
-            public_key_b64=public_key,
-            event_bus_name=config.require("EVENT_BUS_NAME", environ),
-            tolerance_seconds=config.integer(
-                "WEBHOOK_TOLERANCE_SECONDS",
-                DEFAULT_TOLERANCE_SECONDS,
-                minimum=1,
-                maximum=3600,
-                environ=environ,
-            ),
-            max_body_bytes=config.integer(
-                "MAX_WEBHOOK_BYTES",
-                MAX_WEBHOOK_BYTES,
-                minimum=1024,
-                maximum=MAX_WEBHOOK_BYTES,
-                environ=environ,
-            ),
-        )
 
 
 @dataclass(frozen=True)
@@ -97,10 +57,15 @@ class WebhookIngress:
 
     @classmethod
     def from_settings(
-        cls, config: IngressSettings, client: EventBridgeClient, logger: Logger, metrics: Metrics
+        cls,
+        config: IngressSettings,
+        client: EventBridgeClient,
+        logger: Logger,
+        metrics: Metrics,
+        clock: Callable[[], float] = time.time,
     ) -> WebhookIngress:
-        """Build once per container with the handler's own logger and metrics."""
-        verifier = WebhookVerifier(decode_public_key(config.public_key_b64), config.tolerance_seconds)
+        """Build once per container with the handler's own logger and metrics (`clock`: for tests)."""
+        verifier = WebhookVerifier(decode_public_key(config.public_key_b64), config.tolerance_seconds, clock)
         publisher = WebhookPublisher(client, config.event_bus_name)
         return cls(verifier, publisher, config.max_body_bytes, logger, metrics)
 

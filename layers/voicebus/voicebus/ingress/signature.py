@@ -16,6 +16,8 @@ from enum import StrEnum
 from nacl.exceptions import BadSignatureError
 from nacl.signing import SigningKey, VerifyKey
 
+from voicebus.errors import PermanentError
+
 SIGNATURE_HEADER = "telnyx-signature-ed25519"
 TIMESTAMP_HEADER = "telnyx-timestamp"
 DEFAULT_TOLERANCE_SECONDS = 300
@@ -37,7 +39,7 @@ class SignatureFailure(StrEnum):
     BAD_SIGNATURE = "bad_signature"
 
 
-class SignatureVerificationError(Exception):
+class SignatureVerificationError(PermanentError):
     """The request cannot be proven to come from Telnyx."""
 
     def __init__(self, reason: SignatureFailure, message: str) -> None:
@@ -46,7 +48,7 @@ class SignatureVerificationError(Exception):
         self.message = message
 
 
-class PublicKeyError(ValueError):
+class PublicKeyError(PermanentError, ValueError):
     """The configured Telnyx public key is not base64 of a 32-byte Ed25519 key."""
 
 
