@@ -1,7 +1,7 @@
 """Writing recordings and transcripts into S3: streamed, checksummed and exactly once.
 
-A recording can be hundreds of MB (downloaded by `voicebus.archive.download`), so its body goes from the HTTP response to
-S3 part by part and is never held whole: it is read and hashed in order on the
+A recording can be hundreds of MB, so its body goes from the HTTP response
+(`voicebus.archive.download`) to S3 part by part and is never held whole: it is read and hashed in order on the
 calling thread while up to `concurrency` parts upload at once, straight into a
 multipart upload under the final key. S3 checks every part against the SHA-256
 sent with it and keeps the composite SHA-256 of the parts as the object's
