@@ -57,6 +57,12 @@ def test_a_call_with_duplicates_and_late_events_ends_right(
     assert runs[("CallControlFunction", webhooks[1]["data"]["id"])] == 2
     assert runs[("MediaFunction", webhooks[2]["data"]["id"])] == 1
     assert runs[("RecordingFunction", webhooks[7]["data"]["id"])] == 1
+    # ...and was processed once per targeted function: the second call.answered was answered
+    # by the idempotency layer, in every function it reached (the stack's ledger of runs).
+    once = Counter({(function, w["data"]["id"]): 1 for w in webhooks for function in targets(as_bus_event(w))})
+    repeated = webhooks[1]["data"]["id"]
+    assert stack.ledger.processed() == once
+    assert stack.ledger.short_circuited() == Counter({key: 1 for key in once if key[1] == repeated})
 
     record = CallStore(boto3.client("dynamodb"), stack.ref("CallsTable")).get_call(script.call_control_id)
     assert record is not None and record.status is not None

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import os
 import random
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import boto3
@@ -23,10 +22,12 @@ import pytest
 from botocore.awsrequest import AWSResponse, HTTPHeaders
 from botocore.exceptions import EndpointConnectionError, ReadTimeoutError
 
-from tests.support.calls import CallScript
+from tests.support.calls import CallScript, as_bus_event
 from tests.support.report import figures
+from tests.support.routing import targets
 from voicebus.calls.store import CallStatus, CallStore
-from voicebus.ingress.receiver import IngressSettings, WebhookIngress
+from voicebus.ingress.receiver import WebhookIngress
+from voicebus.ingress.settings import IngressSettings
 from voicebus.ingress.signature import sign
 from voicebus_cli.demo import post
 from voicebus_cli.local.moto_server import MotoServer
@@ -38,38 +39,30 @@ from voicebus_cli.webhooks import compact
 
 pytestmark = pytest.mark.integration
 
-CONSUMER_SERVICES = ["call_control", "media", "recording", "fork", "streaming", "transcription", "refer", "siprec"]
+
+def use_ingress(stack: LocalStack, client: Any, clock: Callable[[], float] = time.time) -> None:
+    """Rebuild the running ingress from its own settings, with `client` for puts and `clock` for the window."""
+    function = stack.functions["IngressFunction"]
+    module = function.module
+    settings = IngressSettings.from_env(function.env)
+    module.__dict__["ingress"] = WebhookIngress.from_settings(settings, client, module.logger, module.metrics, clock)
 
 
-class ProcessingLog:
-    """Counts each consumer's "event recorded" lines (logged only when an event is really processed)."""
+class Clock:
+    """The ingress's clock, set by the test: the replay window without waiting for it."""
 
-    def __init__(self) -> None:
-        self.processed: Counter[tuple[str, str]] = Counter()
-        self._lock = threading.Lock()
+    def __init__(self, now: float) -> None:
+        self.now = now
 
-    def attach(self) -> None:
-        # One handler per service: Powertools keeps the appended keys (webhook_id) in each
-        # logger's own formatter.
-        for service in CONSUMER_SERVICES:
-            logger = logging.getLogger(service)
-            logger.addHandler(_ServiceLines(self, service, logger.handlers[0].formatter))
-
-    def count(self, service: str, webhook_id: str) -> None:
-        with self._lock:
-            self.processed[(service, webhook_id)] += 1
+    def __call__(self) -> float:
+        return self.now
 
 
-class _ServiceLines(logging.Handler):
-    def __init__(self, log: ProcessingLog, service: str, formatter: logging.Formatter | None) -> None:
-        super().__init__(logging.INFO)
-        self.setFormatter(formatter)
-        self._log = log
-        self._service = service
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if record.getMessage() == "event recorded":
-            self._log.count(self._service, json.loads(self.format(record))["webhook_id"])
+def expected_processing(webhooks: list[dict[str, Any]]) -> Counter[tuple[str, str]]:
+    """Once per function that template.yaml's rules route each webhook to."""
+    return Counter(
+        {(function, webhook["data"]["id"]): 1 for webhook in webhooks for function in targets(as_bus_event(webhook))}
+    )
 
 
 class FlakyEvents:
@@ -80,6 +73,8 @@ class FlakyEvents:
         self._rate = rate
         self._random = random.Random(seed)
         self.injected: Counter[str] = Counter()
+        # Webhook id -> puts that reached the bus (more than one when an answer was lost).
+        self.on_bus: Counter[str] = Counter()
 
     def put_events(self, **kwargs: Any) -> Any:
         roll = self._random.random()
@@ -90,6 +85,8 @@ class FlakyEvents:
             self.injected["entry refused (FailedEntryCount 1)"] += 1
             return {"FailedEntryCount": 1, "Entries": [{"ErrorCode": "InternalFailure", "ErrorMessage": "x"}]}
         response = self._client.put_events(**kwargs)
+        if response["FailedEntryCount"] == 0:
+            self.on_bus.update(json.loads(entry["Detail"])["data"]["id"] for entry in kwargs["Entries"])
         if roll < self._rate:
             self.injected["put done, answer lost (timeout)"] += 1
             raise ReadTimeoutError(endpoint_url="https://events.local")
@@ -130,13 +127,11 @@ def outage() -> Iterator[DynamoOutage]:
 
 
 @pytest.fixture
-def running(moto_server: MotoServer, outage: DynamoOutage) -> Iterator[tuple[LocalStack, ProcessingLog]]:
-    log = ProcessingLog()
+def running(moto_server: MotoServer, outage: DynamoOutage) -> Iterator[LocalStack]:
     with LocalStack(moto=moto_server) as stack:
         stack.start(dict(os.environ))
         outage.table = stack.ref("CallsTable")
-        log.attach()
-        yield stack, log
+        yield stack
 
 
 def deliver_like_telnyx(stack: LocalStack, key: TestKeyPair, webhook: dict[str, Any], limit: int = 30) -> int:
@@ -152,19 +147,12 @@ def deliver_like_telnyx(stack: LocalStack, key: TestKeyPair, webhook: dict[str, 
 
 
 def test_put_failures_and_a_dynamodb_outage_lose_nothing_and_process_once(
-    running: tuple[LocalStack, ProcessingLog], outage: DynamoOutage, test_key: TestKeyPair
+    running: LocalStack, outage: DynamoOutage, test_key: TestKeyPair
 ) -> None:
-    stack, log = running
+    stack = running
     row = figures("put faults + outage + redrive")
-    ingress_module = stack.functions["IngressFunction"].module
     flaky = FlakyEvents(boto3.client("events"), rate=0.35)
-    settings = IngressSettings.from_env(stack.functions["IngressFunction"].env)
-    ingress_module.__dict__["ingress"] = WebhookIngress.from_settings(
-        settings,
-        flaky,  # type: ignore[arg-type]
-        ingress_module.logger,
-        ingress_module.metrics,
-    )
+    use_ingress(stack, flaky)
 
     calls = [CallScript() for _ in range(6)]
     webhooks = [webhook for script in calls for webhook in script.basic_call()]
@@ -186,9 +174,20 @@ def test_put_failures_and_a_dynamodb_outage_lose_nothing_and_process_once(
     assert stack.wait_until_idle(timeout=90)
 
     store = CallStore(boto3.client("dynamodb"), stack.ref("CallsTable"))
-    processed = log.processed
-    lost = [w["data"]["id"] for w in webhooks if not any(wid == w["data"]["id"] for _, wid in processed)]
-    duplicated = [key for key, count in processed.items() if count > 1]
+    # Every accepted webhook, processed exactly once by each function its rules target: counted
+    # from the stack's ledger of runs (the idempotency layer saved the work as done in that run).
+    expected = expected_processing(webhooks)
+    processed = stack.ledger.processed()
+    skipped = stack.ledger.short_circuited()
+    types = {w["data"]["id"]: w["data"]["event_type"] for w in webhooks}
+    lost = sorted((function, types[wid]) for function, wid in expected if processed[(function, wid)] == 0)
+    duplicated = sorted((function, types.get(wid), count) for (function, wid), count in processed.items() if count > 1)
+    unexpected = sorted((function, types.get(wid)) for function, wid in processed if (function, wid) not in expected)
+    # Each extra put (Telnyx's retry after a lost answer) reached every target again: the
+    # idempotency layer, not luck, kept it from being processed twice.
+    undeduplicated = sorted(
+        (function, types[wid]) for function, wid in expected if skipped[(function, wid)] < flaky.on_bus[wid] - 1
+    )
     row.tried += len(webhooks)
     row.accepted += len(webhooks)
     row.lost += len(lost)
@@ -196,11 +195,16 @@ def test_put_failures_and_a_dynamodb_outage_lose_nothing_and_process_once(
     row.notes += [f"{kind}: {count}" for kind, count in flaky.injected.items()]
     row.notes.append(f"Telnyx attempts per webhook: {dict(sorted(attempts.items()))}")
     row.notes.append(f"writes refused in the outage: {outage.refused}; redriven from DLQs: {report.redriven}")
+    row.notes.append(f"deliveries answered by idempotency: {sum(skipped.values())}")
     assert sum(flaky.injected.values()) > 10
     assert flaky.injected["put done, answer lost (timeout)"] > 0
-    types = {w["data"]["id"]: w["data"]["event_type"] for w in webhooks}
-    assert [types[i] for i in lost] == []
-    assert [(service, types.get(wid), processed[(service, wid)]) for service, wid in duplicated] == []
+    assert sorted(flaky.on_bus) == sorted(types)
+    assert any(count > 1 for count in flaky.on_bus.values())
+    assert lost == []
+    assert duplicated == []
+    assert unexpected == []
+    assert undeduplicated == []
+    assert processed == expected
     for script in calls:
         record = store.get_call(script.call_control_id)
         assert record is not None
@@ -216,27 +220,40 @@ def test_a_replayed_request_is_deduplicated_within_the_window_and_refused_after(
     moto_server: MotoServer, test_key: TestKeyPair
 ) -> None:
     row = figures("replay")
-    log = ProcessingLog()
-    # A 3-second window keeps the test short; the rule is the same at 300 s.
-    with LocalStack(moto=moto_server, function_env={"WEBHOOK_TOLERANCE_SECONDS": "3"}) as stack:
+    signed_at = 1_800_000_000  # any moment: the ingress's clock is set from it, never waited for
+    clock = Clock(signed_at)
+    with LocalStack(moto=moto_server) as stack:
         stack.start(dict(os.environ))
-        log.attach()
+        use_ingress(stack, boto3.client("events"), clock)
+        window = IngressSettings.from_env(stack.functions["IngressFunction"].env).tolerance_seconds
         webhook = CallScript().event("call.answered")
         body = compact(webhook)
-        captured = sign(body, test_key.signing_key, int(time.time()))
+        captured = sign(body, test_key.signing_key, signed_at)
 
-        statuses = [post(stack.webhook_url, body, captured)[0] for _ in range(3)]
+        # The same captured request, replayed at the start, the middle and the very end of the window.
+        statuses = []
+        for now in (signed_at, signed_at + window // 2, signed_at + window):
+            clock.now = now
+            statuses.append(post(stack.webhook_url, body, captured)[0])
         assert stack.wait_until_idle(timeout=60)
-        time.sleep(4.5)
+        runs_in_window = len(stack.ledger.runs)
+        clock.now = signed_at + window + 1
         late_status, late_answer = post(stack.webhook_url, body, captured)
+        assert stack.wait_until_idle(timeout=60)
 
+    expected = expected_processing([webhook])
+    processed = stack.ledger.processed()
     row.tried += 4
     row.accepted += statuses.count(200)
     row.rejected[late_answer.get("error", "?")] += 1
-    row.duplicated += sum(count - 1 for count in log.processed.values() if count > 1)
+    row.duplicated += sum(count - 1 for count in processed.values() if count > 1)
     assert statuses == [200, 200, 200]
-    assert log.processed == Counter({("call_control", webhook["data"]["id"]): 1})
+    assert [run.error for run in stack.ledger.runs if run.error] == []
+    # Three puts reached each target; the first was processed, the idempotency layer answered the rest.
+    assert processed == expected
+    assert stack.ledger.short_circuited() == Counter({key: 2 for key in expected})
     assert (late_status, late_answer["error"]) == (401, "stale_timestamp")
+    assert len(stack.ledger.runs) == runs_in_window
 
 
 class S3Outage:

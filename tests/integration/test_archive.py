@@ -190,13 +190,19 @@ def test_parts_upload_concurrently_never_more_than_concurrency_at_once(
     storage: StorageServer, s3: S3Client, bucket: str
 ) -> None:
     client = boto3.client("s3")
+    concurrency = 3
     in_flight, peak, lock = [0], [0], threading.Lock()
+    all_in_flight = threading.Event()
 
     def started(**_: Any) -> None:
         with lock:
             in_flight[0] += 1
             peak[0] = max(peak[0], in_flight[0])
-        time.sleep(0.2)  # slower than reading a part from loopback: parts pile up if the archiver lets them
+            if in_flight[0] == concurrency:
+                all_in_flight.set()
+        # The first parts wait for each other, however slowly the body is read: they pile up
+        # to `concurrency` if the archiver lets them. (The timeout only ends a failing run.)
+        all_in_flight.wait(timeout=60)
 
     def finished(**_: Any) -> None:
         with lock:
@@ -204,12 +210,13 @@ def test_parts_upload_concurrently_never_more_than_concurrency_at_once(
 
     client.meta.events.register("before-call.s3.UploadPart", started)
     client.meta.events.register("after-call.s3.UploadPart", finished)
-    archiver = ArchiveWriter(client, bucket, part_size=PART, concurrency=3)
+    archiver = ArchiveWriter(client, bucket, part_size=PART, concurrency=concurrency)
     recording = storage.publish("concurrent", 8 * PART + 3)
 
     archived = archiver.archive(source(recording, "recordings/concurrent.wav"))
 
-    assert peak[0] == 3
+    assert all_in_flight.is_set()
+    assert peak[0] == concurrency
     head = s3.head_object(Bucket=bucket, Key="recordings/concurrent.wav")
     assert head["ETag"] == multipart_etag(recording.content(), PART)  # parts numbered in the body's order
     assert archived.sha256 == recording.sha256() == stored_sha256(s3, bucket, "recordings/concurrent.wav")

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from botocore.client import BaseClient
 
 from tests.support.bus import BusTap
 from tests.support.requests import answer, envelope, signed_event
@@ -21,18 +24,24 @@ from voicebus_cli.webhooks import api_gateway_event, compact
 pytestmark = pytest.mark.integration
 
 
-def test_signed_webhook_lands_on_the_bus_unchanged(
-    ingress: LoadedFunction, bus_tap: BusTap, test_key: TestKeyPair, stack: ProvisionedStack
+def test_signed_webhook_lands_on_the_stacks_bus_unchanged(
+    ingress: LoadedFunction, test_key: TestKeyPair, stack: ProvisionedStack
 ) -> None:
     document = envelope("call.answered", client_state="e30=")
+    this_webhook = {"detail": {"data": {"id": [document["data"]["id"]]}}}
+    # A rule on each bus the put could name: the stack's own (by the name the template gives
+    # it) and the account's default bus, where a put without a bus name would land.
+    on_stack_bus = BusTap.on(stack.ref("EventBus"), f"{stack.stack.name}-own", this_webhook)
+    on_default_bus = BusTap.on("default", f"{stack.stack.name}-default", this_webhook)
+
     status, body = answer(ingress.invoke(signed_event(test_key, document)))
 
     assert (status, body) == (200, {"status": "accepted", "id": document["data"]["id"]})
-    [event] = bus_tap.drain()
+    [event] = on_stack_bus.drain()
     assert event["source"] == "telnyx"
     assert event["detail-type"] == "call.answered"
     assert event["detail"] == document
-    assert stack.ref("EventBus") in event["resources"] or event.get("event-bus-name", stack.ref("EventBus"))
+    assert on_default_bus.drain() == []
 
 
 def test_base64_body_is_verified_on_its_decoded_bytes(
@@ -194,16 +203,88 @@ def test_failed_put_answers_503_so_telnyx_retries(stack: ProvisionedStack, test_
     assert (status, body["error"]) == (503, "unavailable")
 
 
-def test_unreachable_bus_answers_503_within_telnyx_budget(stack: ProvisionedStack, test_key: TestKeyPair) -> None:
-    from voicebus_cli.local.moto_server import free_port
+class Unresponsive:
+    """An endpoint that accepts connections and never answers; counts the connections made."""
 
+    def __init__(self) -> None:
+        self._socket = socket.create_server(("127.0.0.1", 0), backlog=64)
+        self.url = f"http://127.0.0.1:{self._socket.getsockname()[1]}"
+
+    def connections(self) -> int:
+        """Connections made so far: the kernel completed them and keeps them queued, unread."""
+        self._socket.setblocking(False)
+        count = 0
+        while True:
+            try:
+                connection, _ = self._socket.accept()
+            except BlockingIOError:
+                return count
+            connection.close()
+            count += 1
+
+    def close(self) -> None:
+        self._socket.close()
+
+
+def events_client(function: LoadedFunction) -> BaseClient:
+    """The EventBridge client the ingress builds at cold start."""
+    [client] = [
+        value
+        for value in vars(function.module).values()
+        if isinstance(value, BaseClient) and value.meta.service_model.service_name == "events"
+    ]
+    return client
+
+
+@dataclass(frozen=True)
+class PutBudget:
+    """What the client's config allows a put: attempts, and each attempt's timeouts."""
+
+    attempts: int
+    connect_timeout: float
+    read_timeout: float
+
+    @classmethod
+    def of(cls, client: BaseClient) -> PutBudget:
+        config = client.meta.config  # botocore sets these attributes at run time; the stubs omit them
+        retries: dict[str, Any] = getattr(config, "retries")  # noqa: B009
+        assert retries["mode"] == "standard", "worst_case_seconds is standard mode's bound"
+        return cls(
+            int(retries["total_max_attempts"]),
+            float(getattr(config, "connect_timeout")),  # noqa: B009
+            float(getattr(config, "read_timeout")),  # noqa: B009
+        )
+
+    @property
+    def worst_case_seconds(self) -> float:
+        """Every attempt's timeouts, plus standard mode's waits: at most min(2 ** i, 20) s before retry i + 1."""
+        waits = sum(min(2.0**retry, 20.0) for retry in range(self.attempts - 1))
+        return self.attempts * (self.connect_timeout + self.read_timeout) + waits
+
+
+def test_unresponsive_bus_answers_503_within_the_ingress_clients_timeouts(
+    stack: ProvisionedStack, test_key: TestKeyPair
+) -> None:
+    # Telnyx waits about 2 s: the ingress's client timeouts and retries, not Telnyx, decide
+    # how long a hung EventBridge holds the answer. This pins the answer to that config.
+    endpoint = Unresponsive()
     function = stack.functions["IngressFunction"]
-    env = {**function.environment, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}"}
-    broken = LoadedFunction("IngressFunction", function.code_uri, function.handler, env)
+    env = {**function.environment, "AWS_ENDPOINT_URL": endpoint.url}
+    try:
+        broken = LoadedFunction("IngressFunction", function.code_uri, function.handler, env)
+        budget = PutBudget.of(events_client(broken))
 
-    status, body = answer(broken.invoke(signed_event(test_key, envelope())))
+        started = time.monotonic()
+        status, body = answer(broken.invoke(signed_event(test_key, envelope())))
+        elapsed = time.monotonic() - started
 
-    assert (status, body["error"]) == (503, "unavailable")
+        assert (status, body["error"]) == (503, "unavailable")
+        assert endpoint.connections() == budget.attempts
+        assert elapsed <= budget.worst_case_seconds, (
+            f"answered after {elapsed:.2f} s; the client's config allows {budget.worst_case_seconds:.2f} s"
+        )
+    finally:
+        endpoint.close()
 
 
 @pytest.mark.parametrize(

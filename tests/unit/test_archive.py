@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from voicebus.archive.download import RecordingSource, is_external_location
 from voicebus.archive.keys import KeyComponentError, recording_key, recording_metadata, safe_component, transcript_key
-from voicebus.archive.writer import MIN_PART_SIZE, ArchivedObject, ArchiveWriter
+from voicebus.archive.writer import MIN_PART_SIZE, ArchiveWriter
 
 STARTED = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)
 
@@ -175,12 +175,6 @@ def test_source_refuses_unusable_keys(key: str) -> None:
 def test_source_refuses_metadata_s3_cannot_carry(metadata: dict[str, str], problem: str) -> None:
     with pytest.raises(ValueError, match=problem):
         RecordingSource("https://example.test/a.wav", "recordings/a.wav", "audio/wav", metadata)
-
-
-def test_archived_object_s3_uri() -> None:
-    archived = ArchivedObject("archive", "recordings/a.wav", None, 1, "0" * 64, uploaded=True)
-
-    assert archived.s3_uri == "s3://archive/recordings/a.wav"
 
 
 @pytest.mark.parametrize("part_size", [MIN_PART_SIZE - 1, 6 * 1024**3])

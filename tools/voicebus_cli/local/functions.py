@@ -89,3 +89,71 @@ class LoadedFunction:
 
     def _output(self) -> contextlib.AbstractContextManager[Any]:
         return contextlib.redirect_stdout(self._stdout) if self._stdout else contextlib.nullcontext()
+
+
+class IdempotencyWatch:
+    """What Powertools' idempotency layer did during one invocation, seen at its persistence store.
+
+    `completed`: records it saved as COMPLETED, i.e. the guarded work ran to its end.
+    `found_existing`: claims it could not take because a record for the key existed, i.e.
+    it returned the stored result (or refused a duplicate still in progress) instead.
+    """
+
+    def __init__(self) -> None:
+        self.completed = 0
+        self.found_existing = 0
+
+
+_WATCHES = threading.local()
+_PROBE_LOCK = threading.Lock()
+_probe_installed = False
+
+
+def _current_watch() -> IdempotencyWatch | None:
+    watch: IdempotencyWatch | None = getattr(_WATCHES, "current", None)
+    return watch
+
+
+def _install_idempotency_probe() -> None:
+    """Wrap the persistence layer's claim and completion once; a no-op outside `watch_idempotency`."""
+    global _probe_installed
+    with _PROBE_LOCK:
+        if _probe_installed:
+            return
+        from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyItemAlreadyExistsError
+        from aws_lambda_powertools.utilities.idempotency.persistence.base import BasePersistenceLayer
+
+        save_inprogress = BasePersistenceLayer.save_inprogress
+        save_success = BasePersistenceLayer.save_success
+
+        def claim(self: BasePersistenceLayer, *args: Any, **kwargs: Any) -> None:
+            try:
+                save_inprogress(self, *args, **kwargs)
+            except IdempotencyItemAlreadyExistsError:
+                watch = _current_watch()
+                if watch is not None:
+                    watch.found_existing += 1
+                raise
+
+        def complete(self: BasePersistenceLayer, *args: Any, **kwargs: Any) -> None:
+            save_success(self, *args, **kwargs)
+            watch = _current_watch()
+            if watch is not None:
+                watch.completed += 1
+
+        setattr(BasePersistenceLayer, "save_inprogress", claim)  # noqa: B010
+        setattr(BasePersistenceLayer, "save_success", complete)  # noqa: B010
+        _probe_installed = True
+
+
+@contextmanager
+def watch_idempotency() -> Iterator[IdempotencyWatch]:
+    """Watch the idempotency layer for the invocations this thread makes meanwhile."""
+    _install_idempotency_probe()
+    watch = IdempotencyWatch()
+    previous = _current_watch()
+    _WATCHES.current = watch
+    try:
+        yield watch
+    finally:
+        _WATCHES.current = previous

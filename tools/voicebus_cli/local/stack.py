@@ -19,7 +19,7 @@ from voicebus_cli.local.moto_server import MotoServer
 from voicebus_cli.local.provision import ProvisionedStack, provision
 from voicebus_cli.local.telnyx_api import TelnyxApiStandIn
 from voicebus_cli.local.template import Stack, load_template
-from voicebus_cli.local.workers import DEFAULT_ASYNC_RETRIES, Invocation, RuleWorker
+from voicebus_cli.local.workers import DEFAULT_ASYNC_RETRIES, Invocation, InvocationLedger, RuleWorker
 from voicebus_cli.testkey import load_test_key
 
 # An ARN, not a secret: locally the functions read TELNYX_API_KEY from the environment instead.
@@ -43,6 +43,8 @@ class LocalStack:
     api: LocalHttpApi | None = None
     functions: dict[str, LoadedFunction] = field(default_factory=dict)
     workers: list[RuleWorker] = field(default_factory=list)
+    # Every run of every function behind a rule (also passed to `on_invocation`).
+    ledger: InvocationLedger = field(default_factory=InvocationLedger)
     _owns_moto: bool = False
     _owns_telnyx_api: bool = False
 
@@ -74,9 +76,13 @@ class LocalStack:
         for logical, function in self.provisioned.functions.items():
             retries, failure_queue = self._async_config(logical)
             for queue_url in function.rule_queues.values():
-                worker = RuleWorker(self.functions[logical], queue_url, retries, failure_queue, self.on_invocation)
+                worker = RuleWorker(self.functions[logical], queue_url, retries, failure_queue, self._journal)
                 self.workers.append(worker.start())
         return self
+
+    def _journal(self, run: Invocation) -> None:
+        self.ledger.record(run)
+        self.on_invocation(run)
 
     def _async_config(self, logical: str) -> tuple[int, str | None]:
         assert self.provisioned is not None
