@@ -15,7 +15,7 @@ from pydantic import JsonValue
 
 from voicebus.calls.client_state import encode
 from voicebus.calls.events import WebhookData
-from voicebus.commands import models as commands
+from voicebus.commands.validation import CallCommand, parse_command
 from voicebus.flows import models
 from voicebus.flows.engine import Decision, DecisionKind, FlowEngine
 from voicebus.flows.loader import PLACEHOLDER, FlowCatalog, FlowLoadError, load_flow, load_flows
@@ -62,12 +62,14 @@ def test_the_bundled_flows_load(catalog: FlowCatalog) -> None:
     assert menu.branches == {"1": "sales", "2": "voicemail_prompt", "3": "opening_hours"}
     assert (menu.max_attempts, menu.on_exhausted) == (3, "goodbye")
     sales = main.steps["sales"]
-    assert isinstance(sales, models.TransferStep) and sales.params.to == SALES
+    assert isinstance(sales, models.TransferStep) and sales.params.params["to"] == SALES
     hours = main.steps["opening_hours"]
-    assert isinstance(hours, models.PlayStep) and hours.params.audio_url == ENV["FLOW_ANNOUNCEMENT_AUDIO_URL"]
+    assert isinstance(hours, models.PlayStep)
+    assert hours.params.params["audio_url"] == ENV["FLOW_ANNOUNCEMENT_AUDIO_URL"]
     voicemail = main.steps["voicemail"]
     assert isinstance(voicemail, models.RecordStep)
-    assert (voicemail.params.format, voicemail.params.play_beep, voicemail.finish_on_key) == ("mp3", True, "#")
+    assert (voicemail.params.params["format"], voicemail.params.params["play_beep"]) == ("mp3", True)
+    assert voicemail.finish_on_key == "#"
     assert catalog.flows["live_media"].match.to == [LIVE_MEDIA_NUMBER]
 
 
@@ -108,11 +110,14 @@ GREETING_FLOW = """\
         pytest.param("next: bye", "next: nowhere", "step 'greet': next: no step named 'nowhere'", id="unknown-step"),
         pytest.param("entry: greet", "entry: hello", "entry: no step named 'hello' (steps: bye, greet)", id="entry"),
         pytest.param(
-            "language: en-US", "language: english", "step 'greet': params.language: Input should be", id="enum"
+            "language: en-US", "language: english", "step 'greet': params.language: must be one of", id="enum"
         ),
-        pytest.param("voice: female, ", "", "step 'greet': params.voice: Field required", id="missing-field"),
+        pytest.param("voice: female, ", "", "step 'greet': params.voice: is required", id="missing-field"),
         pytest.param(
-            "language: en-US}", "language: en-US, volume: 3}", "step 'greet': params.volume: Extra inputs", id="extra"
+            "language: en-US}",
+            "language: en-US, volume: 3}",
+            "step 'greet': params.volume: is not a field here",
+            id="extra",
         ),
         pytest.param("next: bye", "next: bye\n    loop: 2", "step 'greet': loop: Extra inputs", id="extra-step-field"),
         pytest.param("type: hangup", "type: hangup\n  greet: {}", "found the key 'greet' twice", id="duplicate"),
@@ -130,6 +135,24 @@ def test_a_broken_flow_names_the_file_the_step_and_the_field(tmp_path: Path, old
 
     assert str(caught.value).startswith(f"{path}: ")
     assert expected in str(caught.value)
+
+
+def test_every_wrong_param_of_a_step_is_named(tmp_path: Path) -> None:
+    text = textwrap.dedent(GREETING_FLOW).replace("language: en-US}", "language: english, volume: 3}")
+    with pytest.raises(FlowLoadError) as caught:
+        load_flow(_write(tmp_path, "main.yaml", text), ENV)
+    assert sorted((problem.step, problem.field) for problem in caught.value.problems) == [
+        ("greet", "params.language"),
+        ("greet", "params.volume"),
+    ]
+
+
+def test_params_that_are_not_a_mapping_are_refused(tmp_path: Path) -> None:
+    text = textwrap.dedent(GREETING_FLOW).replace(
+        "params: {payload: Hello, voice: female, language: en-US}", "params: hi"
+    )
+    with pytest.raises(FlowLoadError, match=r"step 'greet': params: params must be an object \(got 'hi'\)"):
+        load_flow(_write(tmp_path, "main.yaml", text), ENV)
 
 
 def test_a_wrong_enum_shows_the_value_given(tmp_path: Path) -> None:
@@ -156,10 +179,10 @@ def test_a_missing_variable_is_named(tmp_path: Path) -> None:
 
     assert "step 'sales': params.to: ${FLOW_MISSING_NUMBER} is not set in the environment" in str(caught.value)
     assert caught.value.variables == ("FLOW_MISSING_NUMBER",)
-    assert _transfer(path, {"FLOW_MISSING_NUMBER": "+15550100"}) == commands.Transfer(to="+15550100")
+    assert _transfer(path, {"FLOW_MISSING_NUMBER": "+15550100"}) == parse_command("transfer", {"to": "+15550100"})
 
 
-def _transfer(path: Path, environ: dict[str, str]) -> commands.Transfer:
+def _transfer(path: Path, environ: dict[str, str]) -> CallCommand:
     step = load_flow(path, environ).steps["sales"]
     assert isinstance(step, models.TransferStep)
     return step.params
@@ -178,10 +201,11 @@ def test_placeholders_take_defaults_and_only_flow_variables(tmp_path: Path) -> N
             params: {to: "${FLOW_NUMBER:-+15550100}", from: "${FLOW_FROM:-}"}
         """,
     )
-    assert _transfer(path, {}) == commands.Transfer(to="+15550100", from_="")
-    assert _transfer(path, {"FLOW_NUMBER": "+15550999", "FLOW_FROM": "+15550111"}) == commands.Transfer(
-        to="+15550999", from_="+15550111"
-    )
+    assert _transfer(path, {}).body() == {"to": "+15550100", "from": ""}
+    assert _transfer(path, {"FLOW_NUMBER": "+15550999", "FLOW_FROM": "+15550111"}).body() == {
+        "to": "+15550999",
+        "from": "+15550111",
+    }
 
     path.write_text(path.read_text().replace("${FLOW_NUMBER:-+15550100}", "${TELNYX_API_KEY}"))
     with pytest.raises(FlowLoadError, match=r"params.to: \$\{TELNYX_API_KEY\}: only FLOW_\* variables can be used"):
@@ -239,7 +263,7 @@ def test_placeholders_take_defaults_and_only_flow_variables(tmp_path: Path) -> N
               type: streaming_start
               params: {stream_url: "wss://x", stream_track: left}
             """,
-            "step 'menu': params.stream_track: Input should be 'inbound_track', 'outbound_track' or 'both_tracks'",
+            "step 'menu': params.stream_track: must be one of ['inbound_track', 'outbound_track', 'both_tracks']",
             id="streaming-enum",
         ),
         pytest.param(
@@ -248,7 +272,7 @@ def test_placeholders_take_defaults_and_only_flow_variables(tmp_path: Path) -> N
               type: record
               params: {format: ogg, channels: single}
             """,
-            "step 'menu': params.format: Input should be 'wav' or 'mp3' (got 'ogg')",
+            "step 'menu': params.format: must be one of ['wav', 'mp3'] (got 'ogg')",
             id="record-enum",
         ),
         pytest.param(
@@ -258,7 +282,7 @@ def test_placeholders_take_defaults_and_only_flow_variables(tmp_path: Path) -> N
               params: {format: mp3}
               finish_on_key: "#"
             """,
-            "step 'menu': params.channels: Field required",
+            "step 'menu': params.channels: is required",
             id="record-missing",
         ),
         pytest.param(
@@ -417,7 +441,7 @@ class SimulatedCall:
         return self.event("call.answered")
 
 
-def sent(decision: Decision) -> list[tuple[str, commands.CallCommand]]:
+def sent(decision: Decision) -> list[tuple[str, CallCommand]]:
     return [(planned.step, planned.command) for planned in decision.commands]
 
 
@@ -426,13 +450,16 @@ def at(decision: Decision) -> tuple[str, str, int, int] | None:
     return (state.flow, state.step, state.attempt, state.seq) if state is not None else None
 
 
-MENU = commands.GatherUsingSpeak(
-    payload="Thank you for calling. Press 1 for sales, 2 to leave a message, or 3 for our opening hours.",
-    voice="AWS.Polly.Joanna-Neural",
-    language="en-US",
-    timeout_millis=8000,
-    maximum_tries=1,
-    maximum_digits=1,
+MENU = parse_command(
+    "gather_using_speak",
+    {
+        "payload": "Thank you for calling. Press 1 for sales, 2 to leave a message, or 3 for our opening hours.",
+        "voice": "AWS.Polly.Joanna-Neural",
+        "language": "en-US",
+        "timeout_millis": 8000,
+        "maximum_tries": 1,
+        "maximum_digits": 1,
+    },
 )
 RETRY = "Sorry, I did not get that. Press 1 for sales, 2 to leave a message, or 3 for our opening hours."
 
@@ -442,7 +469,7 @@ def test_an_incoming_call_is_answered(engine: FlowEngine) -> None:
     decision = call.event("call.initiated", direction="incoming", state="parked")
 
     assert decision.kind is DecisionKind.STARTED
-    assert sent(decision) == [("answer", commands.Answer())]
+    assert sent(decision) == [("answer", parse_command("answer"))]
     assert at(decision) == ("main", "answer", 1, 1)
     assert decision.client_state == {"flow": "main", "step": "answer", "attempt": 1, "seq": 1}
 
@@ -469,7 +496,7 @@ def test_pressing_1_transfers_to_sales(engine: FlowEngine) -> None:
     call.answered()
     decision = call.event("call.gather.ended", status="valid", digits="1")
 
-    assert sent(decision) == [("sales", commands.Transfer(to=SALES, timeout_secs=30))]
+    assert sent(decision) == [("sales", parse_command("transfer", {"to": SALES, "timeout_secs": 30}))]
     assert at(decision) == ("main", "sales", 1, 3)
     assert call.event("call.bridged").kind is DecisionKind.IGNORED
 
@@ -479,17 +506,22 @@ def test_pressing_2_records_a_voicemail_finished_with_pound(engine: FlowEngine) 
     call.answered()
     prompt = call.event("call.gather.ended", status="valid", digits="2")
     assert [step for step, _ in sent(prompt)] == ["voicemail_prompt"]
-    assert isinstance(sent(prompt)[0][1], commands.Speak)
+    assert sent(prompt)[0][1].action == "speak"
 
     record = call.event("call.speak.ended", status="completed")
     assert sent(record) == [
-        ("voicemail", commands.RecordStart(format="mp3", channels="single", play_beep=True, max_length=300))
+        (
+            "voicemail",
+            parse_command(
+                "record_start", {"format": "mp3", "channels": "single", "play_beep": True, "max_length": 300}
+            ),
+        )
     ]
     assert at(record) == ("main", "voicemail", 1, 4)
 
     assert call.event("call.dtmf.received", digit="5").kind is DecisionKind.IGNORED
     stop = call.event("call.dtmf.received", digit="#")
-    assert (stop.kind, sent(stop)) == (DecisionKind.FINISHING, [("voicemail", commands.RecordStop())])
+    assert (stop.kind, sent(stop)) == (DecisionKind.FINISHING, [("voicemail", parse_command("record_stop"))])
     assert stop.state is not None and stop.state.status is FlowStatus.FINISHING
     assert at(stop) == ("main", "voicemail", 1, 4)  # the same visit: the recording's events still match
     assert call.event("call.dtmf.received", digit="#").kind is DecisionKind.IGNORED
@@ -498,7 +530,7 @@ def test_pressing_2_records_a_voicemail_finished_with_pound(engine: FlowEngine) 
     assert [step for step, _ in sent(thanks)] == ["voicemail_thanks"]
     assert thanks.state is not None and thanks.state.status is FlowStatus.ACTIVE
     hangup = call.event("call.speak.ended", status="completed")
-    assert sent(hangup) == [("hangup", commands.Hangup())]
+    assert sent(hangup) == [("hangup", parse_command("hangup"))]
 
     ended = call.event("call.hangup", hangup_cause="normal_clearing")
     assert (ended.kind, ended.commands, at(ended)) == (DecisionKind.ENDED, (), ("main", "hangup", 1, 6))
@@ -520,7 +552,9 @@ def test_pressing_3_plays_the_hours_then_the_menu_again(engine: FlowEngine) -> N
     call = SimulatedCall(engine)
     call.answered()
     hours = call.event("call.gather.ended", status="valid", digits="3")
-    assert sent(hours) == [("opening_hours", commands.PlaybackStart(audio_url=ENV["FLOW_ANNOUNCEMENT_AUDIO_URL"]))]
+    assert sent(hours) == [
+        ("opening_hours", parse_command("playback_start", {"audio_url": ENV["FLOW_ANNOUNCEMENT_AUDIO_URL"]}))
+    ]
 
     again = call.event("call.playback.ended", status="completed")
     assert sent(again) == [("menu", MENU)]
@@ -538,7 +572,7 @@ def test_three_failed_attempts_say_goodbye_and_hang_up(engine: FlowEngine, failu
     call = SimulatedCall(engine)
     call.answered()
     second = call.event("call.gather.ended", **failures[0])
-    assert sent(second) == [("menu", MENU.model_copy(update={"payload": RETRY}))]
+    assert sent(second) == [("menu", MENU.with_params(payload=RETRY))]
     assert at(second) == ("main", "menu", 2, 3)
     third = call.event("call.gather.ended", **failures[1])
     assert at(third) == ("main", "menu", 3, 4)
@@ -546,7 +580,7 @@ def test_three_failed_attempts_say_goodbye_and_hang_up(engine: FlowEngine, failu
     goodbye = call.event("call.gather.ended", **failures[2])
     assert [step for step, _ in sent(goodbye)] == ["goodbye"]
     assert "after 3 attempts" in goodbye.reason
-    assert sent(call.event("call.speak.ended", status="completed")) == [("hangup", commands.Hangup())]
+    assert sent(call.event("call.speak.ended", status="completed")) == [("hangup", parse_command("hangup"))]
 
 
 @pytest.mark.parametrize("status", ["call_hangup", "cancelled", "cancelled_amd"])
@@ -653,14 +687,14 @@ def test_the_live_media_flow_starts_transcription_and_a_stream_then_greets(engin
 
     decision = call.event("call.answered")
 
-    assert [(step, type(command)) for step, command in sent(decision)] == [
-        ("clean_audio", commands.SuppressionStart),
-        ("transcription", commands.TranscriptionStart),
-        ("stream", commands.StreamingStart),
-        ("greeting", commands.Speak),
+    assert [(step, command.action) for step, command in sent(decision)] == [
+        ("clean_audio", "suppression_start"),
+        ("transcription", "transcription_start"),
+        ("stream", "streaming_start"),
+        ("greeting", "speak"),
     ]
-    assert sent(decision)[2][1] == commands.StreamingStart(
-        stream_url=ENV["FLOW_MEDIA_STREAM_URL"], stream_track="both_tracks"
+    assert sent(decision)[2][1] == parse_command(
+        "streaming_start", {"stream_url": ENV["FLOW_MEDIA_STREAM_URL"], "stream_track": "both_tracks"}
     )
     discriminators = [planned.discriminator for planned in decision.commands]
     assert discriminators == ["clean_audio", "transcription", "stream", "greeting"]
@@ -706,8 +740,8 @@ def test_set_client_state_adds_data_to_every_later_command(tmp_path: Path) -> No
     }
     assert started.client_state == expected_state
     assert sent(started) == [
-        ("tag", commands.ClientStateUpdate(client_state=expected_state)),
-        ("answer", commands.Answer()),
+        ("tag", parse_command("client_state_update", {"client_state": expected_state})),
+        ("answer", parse_command("answer")),
     ]
 
     answered = call.event("call.answered")

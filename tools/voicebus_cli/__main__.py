@@ -93,6 +93,13 @@ def _check_flows(args: argparse.Namespace) -> int:
     return check_flows()
 
 
+def _command_schemas(args: argparse.Namespace) -> int:
+    """Write (or with --check, compare) the command schemas generated from the vendored OpenAPI spec."""
+    from voicebus_cli.command_schemas import command_schemas
+
+    return command_schemas(check=args.check)
+
+
 def _local(args: argparse.Namespace) -> int:
     from voicebus_cli.local.run import run_local
 
@@ -130,7 +137,12 @@ def main(argv: list[str] | None = None) -> int:
     _where(call_parser)
     call_parser.add_argument("--table", help="the calls table name (instead of --stack/--local)")
     call_parser.set_defaults(run=_call)
-    commands.add_parser("check-flows", help="validate the bundled IVR flows (pydantic)").set_defaults(run=_check_flows)
+    commands.add_parser("check-flows", help="validate the bundled IVR flows").set_defaults(run=_check_flows)
+    schemas_parser = commands.add_parser(
+        "command-schemas", help="generate layers/voicebus/voicebus/commands/schemas.json from the OpenAPI spec"
+    )
+    schemas_parser.add_argument("--check", action="store_true", help="exit 1 when the committed file is out of date")
+    schemas_parser.set_defaults(run=_command_schemas)
     commands.add_parser("local", help="keep the local stack running for your own experiments").set_defaults(run=_local)
     commands.add_parser("demo", help="run the local stack and play a call through it").set_defaults(run=_demo)
     args = parser.parse_args(argv)

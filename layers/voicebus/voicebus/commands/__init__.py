@@ -1,12 +1,11 @@
-"""Telnyx Call Control commands: validated models, deterministic command ids, and a retrying sender.
+"""Telnyx Call Control commands: validation, deterministic command ids, and a retrying sender.
 
-Import the module you need; importing the package imports nothing else, so a
-function that only validates commands never loads the telnyx SDK (over a
-second of import time):
+Import the module you need; importing the package imports nothing else:
 
-- `voicebus.commands.models`: one pydantic model per action, `parse_command`.
-- `voicebus.commands.enums`: the spec's enumerations as Literal aliases.
+- `voicebus.commands.validation`: `parse_command`, checking params against
+  `schemas.json` (generated from Telnyx's OpenAPI spec by
+  `python -m voicebus_cli command-schemas`).
 - `voicebus.commands.ids`: `command_id`, stable across webhook redeliveries.
-- `voicebus.commands.client`: the SDK client for Lambda (imports telnyx).
-- `voicebus.commands.sender`: `CommandSender` (imports telnyx).
+- `voicebus.commands.effects`: what an accepted command changes on the call record.
+- `voicebus.commands.sender`: `CommandSender`.
 """

@@ -11,15 +11,16 @@ from __future__ import annotations
 from typing import Any
 
 from voicebus.calls.store import Feature
-from voicebus.commands.models import CallCommand, SuppressionStart, SuppressionStop, SwitchSupervisorRole
+from voicebus.commands.validation import CallCommand
 
 
 def feature_change(command: CallCommand) -> tuple[Feature, dict[str, Any]] | None:
     """The lane and fields an accepted `command` sets, or None when a webhook will say."""
-    if isinstance(command, SuppressionStart):
-        return Feature.NOISE_SUPPRESSION, {"state": "active", **command.body()}
-    if isinstance(command, SuppressionStop):
-        return Feature.NOISE_SUPPRESSION, {"state": "stopped"}
-    if isinstance(command, SwitchSupervisorRole):
-        return Feature.SUPERVISOR_ROLE, {"state": str(command.role)}
+    match command.action:
+        case "suppression_start":
+            return Feature.NOISE_SUPPRESSION, {"state": "active", **command.body()}
+        case "suppression_stop":
+            return Feature.NOISE_SUPPRESSION, {"state": "stopped"}
+        case "switch_supervisor_role":
+            return Feature.SUPERVISOR_ROLE, {"state": str(command.params["role"])}
     return None

@@ -3,7 +3,7 @@
 Any system may put an event with Source `voicebus` and DetailType `call.command`
 (detail `{"call_control_id", "action", "params", "client_state"?, "request_id"?}`):
 a supervisor tool switching roles, a CRM starting a recording. The command is
-validated (`voicebus.commands.models`), sent with a command_id derived from the
+validated (`voicebus.commands.validation`), sent with a command_id derived from the
 EventBridge event id, and the outcome is put back as `call.command.succeeded` or
 `call.command.failed` (with the reason), so the requester learns what happened.
 """
@@ -33,8 +33,9 @@ from voicebus.calls.consumer import Handler
 from voicebus.calls.events import occurred_key
 from voicebus.calls.store import CallStore, EventRef
 from voicebus.commands.effects import feature_change
-from voicebus.commands.models import InvalidCommandError, parse_command
-from voicebus.commands.sender import CommandRejectedError, CommandSender
+from voicebus.commands.sender import CommandSender
+from voicebus.commands.validation import parse_command
+from voicebus.errors import PermanentError
 
 if TYPE_CHECKING:
     from mypy_boto3_events import EventBridgeClient
@@ -92,7 +93,7 @@ class CommandRequestProcessor:
                 client_state=request.client_state,
                 remaining_ms=context.get_remaining_time_in_millis,
             )
-        except (InvalidCommandError, CommandRejectedError) as error:
+        except PermanentError as error:  # invalid params, or a request Telnyx refused: retrying cannot help
             return self._answer(FAILED, {**answer, "reason": str(error)})
         answer["command_id"] = outcome.command_id
         if outcome.rejected:

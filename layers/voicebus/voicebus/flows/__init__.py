@@ -1,7 +1,7 @@
 """IVR flows: YAML state machines that answer Telnyx webhooks with Call Control commands.
 
 Import the module you need; like `voicebus.commands`, the package imports nothing,
-so reading a flow's models never loads the telnyx SDK:
+so reading a flow never loads the sender:
 
 - `voicebus.flows.models`: what a flow file may say (steps, match, references).
 - `voicebus.flows.loader`: reads `*.yaml` with `${FLOW_*}` placeholders; `FlowCatalog`.

@@ -29,7 +29,7 @@ from enum import StrEnum
 from pydantic import JsonValue
 
 from voicebus.calls.events import CallPayload, WebhookData
-from voicebus.commands.models import CallCommand
+from voicebus.commands.validation import CallCommand
 from voicebus.flows.loader import FlowCatalog
 from voicebus.flows.models import (
     AnswerStep,

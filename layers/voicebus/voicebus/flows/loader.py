@@ -25,7 +25,8 @@ import yaml
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
-from voicebus.flows.models import DEFAULT_FLOW, STEP_TYPES, Flow, FlowProblem
+from voicebus.commands.validation import InvalidCommandError
+from voicebus.flows.models import DEFAULT_FLOW, STEP_TYPES, Flow, FlowProblem, params_field
 
 FLOW_FILE_PATTERN = "*.yaml"
 VARIABLE_PREFIX = "FLOW_"
@@ -86,7 +87,8 @@ def load_flow(path: Path, environ: Mapping[str, str] | None = None) -> Flow:
     try:
         flow = Flow.model_validate(substituted)
     except ValidationError as exc:
-        raise FlowLoadError(path, [_problem(error, substituted) for error in exc.errors(include_url=False)]) from None
+        errors = exc.errors(include_url=False)
+        raise FlowLoadError(path, [problem for error in errors for problem in _problems(error, substituted)]) from None
     problems = flow.problems()
     if problems:
         raise FlowLoadError(path, problems)
@@ -129,8 +131,11 @@ def _located(message: str, location: tuple[str, ...], *, variable: str | None = 
     return FlowProblem(message, None, ".".join(location) or None, variable)
 
 
-def _problem(error: ErrorDetails, document: Mapping[str, Any]) -> FlowProblem:
-    """A pydantic error as (step, field, message), without the union's type tag in the field path."""
+def _problems(error: ErrorDetails, document: Mapping[str, Any]) -> list[FlowProblem]:
+    """A pydantic error as (step, field, message), without the union's type tag in the field path.
+
+    A step's params refused by `parse_command` give one problem per field, located under `params`.
+    """
     location = [str(part) for part in error["loc"]]
     step: str | None = None
     if len(location) >= 2 and location[0] == "steps":
@@ -141,17 +146,20 @@ def _problem(error: ErrorDetails, document: Mapping[str, Any]) -> FlowProblem:
         if location and location[0] == step_type:
             location = location[1:]
     field = ".".join(location) or None
+    cause = error.get("ctx", {}).get("error")
+    if isinstance(cause, InvalidCommandError):
+        return [FlowProblem(_one_line(p.message), step, params_field(p.field)) for p in cause.problems]
     if error["type"] == "union_tag_invalid":
         tag = error["ctx"].get("tag") if "ctx" in error else None
         close = difflib.get_close_matches(str(tag), STEP_TYPES, n=1)
         hint = f"did you mean {close[0]!r}?" if close else f"known types: {', '.join(STEP_TYPES)}"
-        return FlowProblem(f"unknown step type {tag!r}; {hint}", step, "type")
+        return [FlowProblem(f"unknown step type {tag!r}; {hint}", step, "type")]
     if error["type"] == "union_tag_not_found":
-        return FlowProblem(f"Field required; one of: {', '.join(STEP_TYPES)}", step, "type")
+        return [FlowProblem(f"Field required; one of: {', '.join(STEP_TYPES)}", step, "type")]
     message = _one_line(error["msg"])
     if error["type"] not in ("missing", "extra_forbidden"):
         message += f" (got {_one_line(repr(error['input']), _MAX_SHOWN_INPUT)})"
-    return FlowProblem(message, step, field)
+    return [FlowProblem(message, step, field)]
 
 
 def _one_line(text: str, limit: int = _MAX_MESSAGE) -> str:

@@ -1,10 +1,10 @@
 """What a flow file may say: a flow, how calls are matched to it, and its named steps.
 
 Each step sends at most one Call Control command and says where the call goes
-next. A step's `params` is that command's own model from
-`voicebus.commands.models`, so a flow that breaks Telnyx's spec (a wrong enum, a
-missing field) fails when it is loaded, naming the step and the field, rather
-than on a live call.
+next. A step's `params` are that command's params, checked with
+`voicebus.commands.validation.parse_command` when the flow is loaded, so a flow
+that breaks Telnyx's spec (a wrong enum, a missing field) fails then, naming the
+step and the field, rather than on a live call.
 
 Steps come in three kinds (`Step.kind`):
 
@@ -37,34 +37,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Annotated, ClassVar, Literal
+from functools import partial
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, StringConstraints, field_validator
+from pydantic import BaseModel, ConfigDict, Field, InstanceOf, JsonValue, StringConstraints, field_validator
 
-from voicebus.commands.models import (
-    Answer,
-    CallCommand,
-    ClientStateUpdate,
-    ForkStart,
-    ForkStop,
-    GatherUsingSpeak,
-    Hangup,
-    PlaybackStart,
-    RecordStart,
-    RecordStop,
-    Refer,
-    SendDtmf,
-    SiprecStart,
-    SiprecStop,
-    Speak,
-    StreamingStart,
-    StreamingStop,
-    SuppressionStart,
-    SuppressionStop,
-    TranscriptionStart,
-    TranscriptionStop,
-    Transfer,
-)
+from voicebus.commands.validation import CLIENT_STATE_UPDATE, CallCommand, InvalidCommandError, parse_command
 
 DEFAULT_FLOW = "main"
 MAX_MENU_ATTEMPTS = 10
@@ -82,14 +60,28 @@ class StepKind(StrEnum):
     FINAL = "final"
 
 
-class Step[C: CallCommand](BaseModel):
-    """A step that sends `params`, a validated command."""
+def _no_params(action: str) -> Any:
+    """A `params` default: the action sent without params."""
+    return Field(default_factory=partial(parse_command, action))
+
+
+class Step(BaseModel):
+    """A step that sends one command: `action` with the step's `params`, validated when the flow loads."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     kind: ClassVar[StepKind] = StepKind.WAITS
+    action: ClassVar[str]
 
-    params: C
+    params: InstanceOf[CallCommand]
+
+    @field_validator("params", mode="before")
+    @classmethod
+    def _command(cls, value: Any) -> CallCommand:
+        """The YAML mapping as the step's command; InvalidCommandError names each wrong field."""
+        if isinstance(value, CallCommand) and value.action == cls.action:
+            return value
+        return parse_command(cls.action, value)
 
     def command(self, attempt: int, client_state: dict[str, JsonValue]) -> CallCommand:
         """The command this step sends on its `attempt`-th visit, which will carry `client_state`."""
@@ -106,7 +98,7 @@ class Step[C: CallCommand](BaseModel):
             yield "next", following
 
 
-class LeadsOn[C: CallCommand](Step[C]):
+class LeadsOn(Step):
     """A step with a `next`."""
 
     next: Name | None = None
@@ -119,26 +111,29 @@ class LeadsOn[C: CallCommand](Step[C]):
 # Steps that wait for an event
 
 
-class AnswerStep(LeadsOn[Answer]):
+class AnswerStep(LeadsOn):
     """Answer the call; moves on at call.answered."""
 
+    action: ClassVar[str] = "answer"
     type: Literal["answer"]
-    params: Answer = Answer()
+    params: InstanceOf[CallCommand] = _no_params("answer")
 
 
-class SpeakStep(LeadsOn[Speak]):
+class SpeakStep(LeadsOn):
     """Text-to-speech; moves on at call.speak.ended."""
 
+    action: ClassVar[str] = "speak"
     type: Literal["speak"]
 
 
-class PlayStep(LeadsOn[PlaybackStart]):
+class PlayStep(LeadsOn):
     """Play audio (a URL, a stored media name or base64 content); moves on at call.playback.ended."""
 
+    action: ClassVar[str] = "playback_start"
     type: Literal["play"]
 
 
-class MenuStep(Step[GatherUsingSpeak]):
+class MenuStep(Step):
     """Speak a prompt and gather DTMF; branch on the digits at call.gather.ended.
 
     Invalid input, unknown digits and no input repeat the menu until
@@ -147,6 +142,7 @@ class MenuStep(Step[GatherUsingSpeak]):
     to the longest branch key (one key press ends the gather).
     """
 
+    action: ClassVar[str] = "gather_using_speak"
     type: Literal["menu"]
     branches: dict[DtmfKeys, Name] = Field(min_length=1)
     max_attempts: int = Field(default=3, ge=1, le=MAX_MENU_ATTEMPTS)
@@ -163,12 +159,12 @@ class MenuStep(Step[GatherUsingSpeak]):
         return value
 
     def command(self, attempt: int, client_state: dict[str, JsonValue]) -> CallCommand:
-        update: dict[str, object] = {"maximum_tries": 1}
-        if self.params.maximum_digits is None:
+        update: dict[str, Any] = {"maximum_tries": 1}
+        if "maximum_digits" not in self.params.params:
             update["maximum_digits"] = max(len(key) for key in self.branches)
         if attempt > 1 and self.retry_prompt is not None:
             update["payload"] = self.retry_prompt
-        return self.params.model_copy(update=update)
+        return self.params.with_params(**update)
 
     def targets(self) -> Iterator[tuple[str, str]]:
         for key, target in self.branches.items():
@@ -176,105 +172,120 @@ class MenuStep(Step[GatherUsingSpeak]):
         yield "on_exhausted", self.on_exhausted
 
 
-class RecordStep(LeadsOn[RecordStart]):
+class RecordStep(LeadsOn):
     """Record the call (voicemail); moves on at call.recording.saved.
 
     `record_start` has no finish-on-key option, so the flow provides it: a
     call.dtmf.received with one of `finish_on_key` sends `record_stop`.
     """
 
+    action: ClassVar[str] = "record_start"
     type: Literal["record"]
     finish_on_key: DtmfKeys | None = None
 
-    def stop_command(self) -> RecordStop:
+    def stop_command(self) -> CallCommand:
         """Sent at a finish key: without a recording_id it stops every recording of the call."""
-        return RecordStop()
+        return parse_command("record_stop")
 
 
 # ---------------------------------------------------------------------------
 # Steps that hand the call over
 
 
-class TransferStep(Step[Transfer]):
+class TransferStep(Step):
     """Dial another number and bridge the caller to it."""
 
     kind: ClassVar[StepKind] = StepKind.FINAL
+    action: ClassVar[str] = "transfer"
     type: Literal["transfer"]
 
 
-class ReferStep(Step[Refer]):
+class ReferStep(Step):
     """Send a SIP REFER: the far end moves the call."""
 
     kind: ClassVar[StepKind] = StepKind.FINAL
+    action: ClassVar[str] = "refer"
     type: Literal["refer"]
 
 
-class HangupStep(Step[Hangup]):
+class HangupStep(Step):
     kind: ClassVar[StepKind] = StepKind.FINAL
+    action: ClassVar[str] = "hangup"
     type: Literal["hangup"]
-    params: Hangup = Hangup()
+    params: InstanceOf[CallCommand] = _no_params("hangup")
 
 
 # ---------------------------------------------------------------------------
 # Steps that move on at once
 
 
-class ContinuingStep[C: CallCommand](LeadsOn[C]):
+class ContinuingStep(LeadsOn):
     kind: ClassVar[StepKind] = StepKind.CONTINUES
 
 
-class SendDtmfStep(ContinuingStep[SendDtmf]):
+class SendDtmfStep(ContinuingStep):
+    action: ClassVar[str] = "send_dtmf"
     type: Literal["send_dtmf"]
 
 
-class StreamingStartStep(ContinuingStep[StreamingStart]):
+class StreamingStartStep(ContinuingStep):
+    action: ClassVar[str] = "streaming_start"
     type: Literal["streaming_start"]
 
 
-class StreamingStopStep(ContinuingStep[StreamingStop]):
+class StreamingStopStep(ContinuingStep):
+    action: ClassVar[str] = "streaming_stop"
     type: Literal["streaming_stop"]
-    params: StreamingStop = StreamingStop()
+    params: InstanceOf[CallCommand] = _no_params("streaming_stop")
 
 
-class ForkStartStep(ContinuingStep[ForkStart]):
+class ForkStartStep(ContinuingStep):
+    action: ClassVar[str] = "fork_start"
     type: Literal["fork_start"]
 
 
-class ForkStopStep(ContinuingStep[ForkStop]):
+class ForkStopStep(ContinuingStep):
+    action: ClassVar[str] = "fork_stop"
     type: Literal["fork_stop"]
-    params: ForkStop = ForkStop()
+    params: InstanceOf[CallCommand] = _no_params("fork_stop")
 
 
-class TranscriptionStartStep(ContinuingStep[TranscriptionStart]):
+class TranscriptionStartStep(ContinuingStep):
+    action: ClassVar[str] = "transcription_start"
     type: Literal["transcription_start"]
-    params: TranscriptionStart = TranscriptionStart()
+    params: InstanceOf[CallCommand] = _no_params("transcription_start")
 
 
-class TranscriptionStopStep(ContinuingStep[TranscriptionStop]):
+class TranscriptionStopStep(ContinuingStep):
+    action: ClassVar[str] = "transcription_stop"
     type: Literal["transcription_stop"]
-    params: TranscriptionStop = TranscriptionStop()
+    params: InstanceOf[CallCommand] = _no_params("transcription_stop")
 
 
-class SiprecStartStep(ContinuingStep[SiprecStart]):
+class SiprecStartStep(ContinuingStep):
     """Start SIPREC. Telnyx takes no command_id here: a redelivered webhook may start it twice."""
 
+    action: ClassVar[str] = "siprec_start"
     type: Literal["siprec_start"]
-    params: SiprecStart = SiprecStart()
+    params: InstanceOf[CallCommand] = _no_params("siprec_start")
 
 
-class SiprecStopStep(ContinuingStep[SiprecStop]):
+class SiprecStopStep(ContinuingStep):
+    action: ClassVar[str] = "siprec_stop"
     type: Literal["siprec_stop"]
-    params: SiprecStop = SiprecStop()
+    params: InstanceOf[CallCommand] = _no_params("siprec_stop")
 
 
-class NoiseSuppressionStartStep(ContinuingStep[SuppressionStart]):
+class NoiseSuppressionStartStep(ContinuingStep):
+    action: ClassVar[str] = "suppression_start"
     type: Literal["suppression_start"]
-    params: SuppressionStart = SuppressionStart()
+    params: InstanceOf[CallCommand] = _no_params("suppression_start")
 
 
-class NoiseSuppressionStopStep(ContinuingStep[SuppressionStop]):
+class NoiseSuppressionStopStep(ContinuingStep):
+    action: ClassVar[str] = "suppression_stop"
     type: Literal["suppression_stop"]
-    params: SuppressionStop = SuppressionStop()
+    params: InstanceOf[CallCommand] = _no_params("suppression_stop")
 
 
 class SetClientStateStep(BaseModel):
@@ -289,7 +300,7 @@ class SetClientStateStep(BaseModel):
     next: Name | None = None
 
     def command(self, attempt: int, client_state: dict[str, JsonValue]) -> CallCommand:
-        return ClientStateUpdate(client_state=client_state)
+        return parse_command(CLIENT_STATE_UPDATE, {"client_state": client_state})
 
     def following(self) -> str | None:
         return self.next
@@ -422,9 +433,17 @@ class Flow(BaseModel):
 
 
 def _step_problems(name: str, step: FlowStep) -> Iterator[FlowProblem]:
-    if isinstance(step, MenuStep) and step.params.maximum_tries is not None:
+    if isinstance(step, MenuStep) and "maximum_tries" in step.params.params:
         yield FlowProblem("the flow repeats the menu itself; set the step's max_attempts", name, "params.maximum_tries")
-    if isinstance(step, PlayStep):
-        params = step.params
-        if params.audio_url is None and params.media_name is None and params.playback_content is None:
-            yield FlowProblem("one of audio_url, media_name or playback_content is required", name, "params")
+    if isinstance(step, PlayStep) and not {"audio_url", "media_name", "playback_content"} & step.params.params.keys():
+        yield FlowProblem("one of audio_url, media_name or playback_content is required", name, "params")
+    if isinstance(step, MenuStep):
+        try:  # what the flow adds to the params (maximum_digits, a retry prompt) must be valid too
+            step.command(step.max_attempts, {})
+        except InvalidCommandError as exc:
+            yield from (FlowProblem(problem.message, name, params_field(problem.field)) for problem in exc.problems)
+
+
+def params_field(field: str) -> str:
+    """Where a command's field sits in a step: under `params`."""
+    return f"params.{field}" if field else "params"

@@ -1,0 +1,243 @@
+"""`command-schemas`: write the Call Control request schemas voicebus validates commands with.
+
+For every `/calls/{call_control_id}/actions/<action>` POST or PUT of the vendored
+OpenAPI spec, the request body's schema becomes a self-contained draft-07 schema:
+
+- every `$ref` points into one shared `definitions` (the components the actions use);
+- documentation-only keys (description, example(s), title, default, deprecated, x-*)
+  are dropped, so a spec update that only rewords shows no diff;
+- OpenAPI's `discriminator` becomes draft-07 `if`/`then` on the tag, so an error
+  inside one variant (a voice_speed out of range) names that field rather than
+  "matches none of 9 schemas";
+- `client_state` and `command_id` leave the properties (the sender sets them);
+  whether the action takes them is recorded next to the HTTP method;
+- the top-level object refuses unknown fields (`additionalProperties: false`);
+- `command_overlay.OVERLAY` adds the limits the spec states only in prose.
+
+The output, `layers/voicebus/voicebus/commands/schemas.json`, is committed: the
+Lambda runtime reads it and never the spec. tests/unit/test_commands.py fails
+when it differs from a fresh generation.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TextIO
+
+from voicebus_cli.command_overlay import OVERLAY
+
+ROOT = Path(__file__).resolve().parents[2]
+SPEC_PATH = Path(__file__).resolve().parent / "local" / "telnyx-voice-openapi.json"
+OUTPUT_PATH = ROOT / "layers" / "voicebus" / "voicebus" / "commands" / "schemas.json"
+DRAFT_07 = "http://json-schema.org/draft-07/schema#"
+
+ACTION_PATH = re.compile(r"^/calls/\{call_control_id\}/actions/(?P<action>[a-z0-9_]+)$")
+COMPONENT_REF = "#/components/schemas/"
+DOCUMENTATION_KEYS = frozenset({"default", "deprecated", "description", "example", "examples", "title"})
+SENDER_FIELDS = ("client_state", "command_id")
+_NAMED_SUBSCHEMAS = frozenset({"properties", "patternProperties", "definitions"})
+_VERBATIM = frozenset({"enum", "const", "required"})
+_ONE_LINE = 100
+
+
+class CommandSchemaError(Exception):
+    """The spec or the overlay cannot be turned into command schemas."""
+
+
+def load_spec(path: Path = SPEC_PATH) -> dict[str, Any]:
+    spec: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return spec
+
+
+def build(spec: Mapping[str, Any], overlay: Mapping[str, Mapping[str, Any]] = OVERLAY) -> dict[str, Any]:
+    """The document written to schemas.json: `actions` (metadata and schema) and shared `definitions`."""
+    converter = _Converter(spec["components"]["schemas"])
+    actions: dict[str, Any] = {}
+    for path, item in spec["paths"].items():
+        matched = ACTION_PATH.match(path)
+        if matched is None:
+            continue
+        for method in ("post", "put"):
+            if method in item:
+                action = matched.group("action")
+                actions[action] = converter.action(action, method.upper(), item[method])
+    if not actions:
+        raise CommandSchemaError("the spec has no /calls/{call_control_id}/actions/* operations")
+    document = {"$schema": DRAFT_07, "actions": actions, "definitions": converter.definitions()}
+    _apply_overlay(document, overlay)
+    return document
+
+
+class _Converter:
+    """Turns OpenAPI 3.1 schema objects into draft-07, collecting the components they refer to."""
+
+    def __init__(self, components: Mapping[str, Any]) -> None:
+        self._components = components
+        self._done: dict[str, Any] = {}
+
+    def action(self, action: str, method: str, operation: Mapping[str, Any]) -> dict[str, Any]:
+        try:
+            body = operation["requestBody"]["content"]["application/json"]["schema"]
+        except KeyError:
+            raise CommandSchemaError(f"{action}: no application/json request body") from None
+        schema = self._convert(self._inline(body))
+        if schema.get("type") != "object" or "allOf" in schema:
+            raise CommandSchemaError(f"{action}: the request body is not a plain object schema")
+        properties: dict[str, Any] = schema.setdefault("properties", {})
+        required = [name for name in schema.get("required", []) if name not in SENDER_FIELDS]
+        takes = {name: properties.pop(name, None) is not None for name in SENDER_FIELDS}
+        client_state_required = "client_state" in schema.get("required", [])
+        schema["required"] = required
+        if not required:
+            del schema["required"]
+        schema["additionalProperties"] = False
+        return {
+            "http_method": method,
+            # A required client_state is the command's own payload (client_state_update), not an echo the sender adds.
+            "takes_client_state": takes["client_state"] and not client_state_required,
+            "takes_command_id": takes["command_id"],
+            "schema": schema,
+        }
+
+    def definitions(self) -> dict[str, Any]:
+        return dict(sorted(self._done.items()))
+
+    def _inline(self, node: Mapping[str, Any]) -> Mapping[str, Any]:
+        """The request schema itself rather than a reference to it: its properties are edited."""
+        while set(node) == {"$ref"}:
+            node = self._component(node["$ref"])
+        return node
+
+    def _component(self, ref: str) -> Mapping[str, Any]:
+        if not ref.startswith(COMPONENT_REF):
+            raise CommandSchemaError(f"unsupported $ref {ref!r}")
+        name = ref.removeprefix(COMPONENT_REF)
+        if name not in self._components:
+            raise CommandSchemaError(f"$ref {ref!r} names no component")
+        return self._components[name]  # type: ignore[no-any-return]
+
+    def _reference(self, ref: str) -> dict[str, Any]:
+        name = ref.removeprefix(COMPONENT_REF)
+        if name not in self._done:
+            self._done[name] = {}  # placeholder first: a component may refer to itself
+            self._done[name] = self._convert(self._component(ref))
+        return {"$ref": f"#/definitions/{name}"}
+
+    def _convert(self, node: Any) -> Any:
+        if isinstance(node, list):
+            return [self._convert(item) for item in node]
+        if not isinstance(node, Mapping):
+            return node
+        if "discriminator" in node:
+            return self._discriminated(node)
+        converted: dict[str, Any] = {}
+        for key, value in node.items():
+            if key in DOCUMENTATION_KEYS or key.startswith("x-") or key == "$ref":
+                continue
+            if key in _NAMED_SUBSCHEMAS:
+                converted[key] = {name: self._convert(sub) for name, sub in value.items()}
+            elif key in _VERBATIM:
+                converted[key] = copy.deepcopy(value)
+            else:
+                converted[key] = self._convert(value)
+        if "$ref" in node:
+            reference = self._reference(node["$ref"])
+            # draft-07 ignores a $ref's siblings: keep any that constrain by moving the $ref into allOf.
+            return {"allOf": [reference], **converted} if converted else reference
+        return converted
+
+    def _discriminated(self, node: Mapping[str, Any]) -> dict[str, Any]:
+        """`oneOf` + `discriminator` as `if tag == X then X's schema`, the tag itself required and enumerated."""
+        tag = node["discriminator"]["propertyName"]
+        mapping: Mapping[str, str] = node["discriminator"].get("mapping") or {}
+        if not mapping:
+            raise CommandSchemaError(f"a discriminator on {tag!r} without a mapping")
+        rest = {key: value for key, value in node.items() if key not in ("discriminator", "oneOf", "anyOf")}
+        converted: dict[str, Any] = self._convert(rest)
+        values = sorted(mapping)
+        converted.update(
+            {
+                "type": "object",
+                "required": [tag],
+                "properties": {tag: {"enum": values}},
+                "allOf": [
+                    {
+                        "if": {"properties": {tag: {"enum": [value]}}, "required": [tag]},
+                        "then": self._reference(mapping[value]),
+                    }
+                    for value in values
+                ],
+            }
+        )
+        return converted
+
+
+def _apply_overlay(document: dict[str, Any], overlay: Mapping[str, Mapping[str, Any]]) -> None:
+    for location, keywords in overlay.items():
+        parent, key = _overlay_target(document, location)
+        target = parent[key]
+        if all(target.get(name) == value for name, value in keywords.items()):
+            raise CommandSchemaError(f"overlay {location}: the spec already says {dict(keywords)}; drop the entry")
+        if "$ref" in target:
+            target = parent[key] = {"allOf": [target]}
+        target.update(copy.deepcopy(dict(keywords)))
+
+
+def _overlay_target(document: dict[str, Any], location: str) -> tuple[dict[str, Any], str]:
+    if location.startswith("definitions/"):
+        name = location.removeprefix("definitions/")
+        if name not in document["definitions"]:
+            raise CommandSchemaError(f"overlay {location}: no action uses that component")
+        return document["definitions"], name
+    action, _, field = location.partition(".")
+    entry = document["actions"].get(action)
+    properties = entry["schema"]["properties"] if entry is not None else {}
+    if field not in properties:
+        raise CommandSchemaError(f"overlay {location}: the spec has no such action field")
+    return properties, field
+
+
+def render(document: Any) -> str:
+    """Sorted keys; a value that fits on one line stays on one, the rest one key per line: short, stable diffs."""
+    return _render(document, 0) + "\n"
+
+
+def _render(value: Any, depth: int) -> str:
+    flat = json.dumps(value, sort_keys=True, ensure_ascii=False)
+    if not isinstance(value, dict | list) or not value or len(flat) + 2 * depth <= _ONE_LINE:
+        return flat
+    inner = "  " * (depth + 1)
+    if isinstance(value, list):
+        items = [inner + _render(item, depth + 1) for item in value]
+        return "[\n" + ",\n".join(items) + "\n" + "  " * depth + "]"
+    fields = [f"{inner}{json.dumps(key)}: {_render(value[key], depth + 1)}" for key in sorted(value)]
+    return "{\n" + ",\n".join(fields) + "\n" + "  " * depth + "}"
+
+
+def generate(spec_path: Path = SPEC_PATH) -> str:
+    """schemas.json's text, as it should be committed."""
+    return render(build(load_spec(spec_path)))
+
+
+def command_schemas(*, check: bool, output: Path = OUTPUT_PATH, out: TextIO | None = None) -> int:
+    """Write schemas.json, or with `check` only compare: 1 when the committed file is out of date."""
+    out = out or sys.stdout
+    fresh = generate()
+    current = output.read_text(encoding="utf-8") if output.exists() else None
+    relative = output.relative_to(ROOT) if output.is_relative_to(ROOT) else output
+    if check:
+        if current == fresh:
+            print(f"{relative} is up to date", file=out)
+            return 0
+        print(f"{relative} is out of date: run `python -m voicebus_cli command-schemas`", file=out)
+        return 1
+    if current != fresh:
+        output.write_text(fresh, encoding="utf-8")
+    count = len(json.loads(fresh)["actions"])
+    print(f"wrote {count} action schemas to {relative}", file=out)
+    return 0
