@@ -1,27 +1,35 @@
-"""Commands sent by the real telnyx SDK over HTTP to the spec-checking Telnyx stand-in."""
+"""Commands sent by `CommandSender` over HTTP to the spec-checking Telnyx stand-in: fields, retries, failures.
+
+tests/integration/test_command_wire.py checks that each request is byte for byte what the SDK would send.
+"""
 
 from __future__ import annotations
 
+import socket
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import boto3
 import httpx
 import pytest
+import urllib3
 from aws_lambda_powertools.utilities import parameters
-from telnyx import InternalServerError, NotFoundError, Telnyx, UnprocessableEntityError
+from telnyx import NotFoundError, Telnyx, UnprocessableEntityError
+from urllib3.exceptions import ReadTimeoutError
 
 from voicebus.calls import client_state
-from voicebus.commands import ids, models
+from voicebus.commands import ids
 from voicebus.commands.client import build_client
-from voicebus.commands.models import COMMANDS, parse_command
+from voicebus.commands.http import CallControlClient, HttpMethod, TelnyxConnectionError, TelnyxResponse
 from voicebus.commands.sender import (
     CommandRejectedError,
     CommandRetryableError,
     CommandSender,
     TelnyxAuthenticationError,
 )
+from voicebus.commands.validation import known_actions, parse_command
+from voicebus.errors import PermanentError, RetryableError
 from voicebus_cli.local.moto_server import MotoServer
 from voicebus_cli.local.telnyx_api import Fault, TelnyxApiStandIn
 
@@ -30,6 +38,8 @@ pytestmark = pytest.mark.integration
 CALL_ID = "v3:u5OAKGEPT3Dx8SZSSDRWEMdNH2OripQhO_xY-1"
 RECORDING_ID = "3fa85f64-5717-4562-b3fc-2c963f66afa6"
 CLOSED_PORT_URL = "http://127.0.0.1:9/v2"
+HANGUP = parse_command("hangup", {})
+ANSWER = parse_command("answer", {})
 
 # Valid params for every action, using most of what a flow would set.
 SAMPLE_PARAMS: dict[str, dict[str, Any]] = {
@@ -112,6 +122,20 @@ SAMPLE_PARAMS: dict[str, dict[str, Any]] = {
     "suppression_stop": {},
     "switch_supervisor_role": {"role": "whisper"},
     "client_state_update": {"client_state": {"flow": "main", "step": 4}},
+    "enqueue": {"queue_name": "support", "max_wait_time_secs": 600, "keep_after_hangup": True},
+    "leave_queue": {},
+    "send_sip_info": {"content_type": "application/dtmf-relay", "body": "Signal=5\r\nDuration=160"},
+    "ai_assistant_start": {"assistant": {"id": "assistant-1"}, "greeting": "Hello, how can I help?"},
+    "ai_assistant_stop": {},
+    "ai_assistant_join": {"conversation_id": "conversation-1", "participant": {"id": "v3:other-leg", "role": "user"}},
+    "ai_assistant_add_messages": {"messages": [{"role": "user", "content": "The caller asked for billing."}]},
+    "gather_using_ai": {
+        "parameters": {"type": "object", "properties": {"pin": {"type": "string"}}, "required": ["pin"]},
+        "greeting": "Please say your PIN.",
+        "user_response_timeout_ms": 8000,
+    },
+    "conversation_relay_start": {"url": "wss://example.test/relay", "greeting": "Hi there", "language": "en-US"},
+    "conversation_relay_stop": {},
 }
 
 
@@ -121,16 +145,42 @@ def api(telnyx_api: TelnyxApiStandIn) -> TelnyxApiStandIn:
     return telnyx_api
 
 
+class RecordingClient(CallControlClient):
+    """The real client, noting the timeout each attempt was given (None: the client's own)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.timeouts: list[urllib3.Timeout | None] = []
+
+    def send(
+        self,
+        method: HttpMethod,
+        call_control_id: str,
+        action: str,
+        body: Mapping[str, Any],
+        *,
+        timeout: urllib3.Timeout | None = None,
+    ) -> TelnyxResponse:
+        self.timeouts.append(timeout)
+        return super().send(method, call_control_id, action, body, timeout=timeout)
+
+
+@pytest.fixture
+def client(api: TelnyxApiStandIn) -> RecordingClient:
+    return RecordingClient(api.api_key, base_url=api.base_url)
+
+
+@pytest.fixture
+def sender(client: CallControlClient) -> CommandSender:
+    return CommandSender(client, base_delay_seconds=0.01, max_delay_seconds=0.05)
+
+
 @pytest.fixture
 def telnyx_client(api: TelnyxApiStandIn) -> Iterator[Telnyx]:
-    client = build_client(api.api_key, base_url=api.base_url)
-    yield client
-    client.close()
-
-
-@pytest.fixture
-def sender(telnyx_client: Telnyx) -> CommandSender:
-    return CommandSender(telnyx_client, base_delay_seconds=0.01, max_delay_seconds=0.05)
+    """The SDK, as `voicebus.archive.recordings` uses it for fresh recording links."""
+    sdk = build_client(api.api_key, base_url=api.base_url)
+    yield sdk
+    sdk.close()
 
 
 @pytest.fixture
@@ -147,7 +197,7 @@ def auth(api: TelnyxApiStandIn) -> dict[str, str]:
 
 
 def test_the_samples_cover_every_action() -> None:
-    assert set(SAMPLE_PARAMS) == set(COMMANDS)
+    assert set(SAMPLE_PARAMS) == set(known_actions())
 
 
 @pytest.mark.parametrize("action", sorted(SAMPLE_PARAMS))
@@ -166,6 +216,7 @@ def test_every_action_reaches_its_path_with_its_fields_command_id_and_client_sta
     assert (request.method, request.path) == (command.http_method, f"/v2/calls/{CALL_ID}/actions/{action}")
     assert (request.action, request.call_control_id) == (action, CALL_ID)
     assert request.headers["authorization"] == f"Bearer {api.api_key}"
+    assert request.headers["content-type"] == request.headers["accept"] == "application/json"
     expected = command.body()
     if command.takes_command_id:
         expected["command_id"] = ids.command_id(webhook_id, action)
@@ -173,21 +224,21 @@ def test_every_action_reaches_its_path_with_its_fields_command_id_and_client_sta
         expected["client_state"] = client_state.encode(state)
     assert request.body == expected
     assert request.command_id == outcome.command_id
-    if isinstance(command, models.ClientStateUpdate):
+    if action == "client_state_update":
         assert request.client_state == {"flow": "main", "step": 4}
     else:
         assert request.client_state == state
 
 
 def test_client_state_update_is_a_put(api: TelnyxApiStandIn, sender: CommandSender, webhook_id: str) -> None:
-    sender.send(CALL_ID, models.ClientStateUpdate(client_state=["a", 1]), webhook_id=webhook_id)
+    sender.send(CALL_ID, parse_command("client_state_update", {"client_state": ["a", 1]}), webhook_id=webhook_id)
     (request,) = api.requests()
     assert request.method == "PUT"
     assert request.client_state == ["a", 1]
 
 
 def test_transfer_sends_from_under_its_spec_name(api: TelnyxApiStandIn, sender: CommandSender, webhook_id: str) -> None:
-    sender.send(CALL_ID, models.Transfer(to="+15550100", from_="+15550199"), webhook_id=webhook_id)
+    sender.send(CALL_ID, parse_command("transfer", {"to": "+15550100", "from": "+15550199"}), webhook_id=webhook_id)
     (request,) = api.requests()
     assert request.body["from"] == "+15550199"
     assert "from_" not in request.body
@@ -196,7 +247,7 @@ def test_transfer_sends_from_under_its_spec_name(api: TelnyxApiStandIn, sender: 
 def test_a_redelivered_webhook_sends_the_same_command_id(
     api: TelnyxApiStandIn, sender: CommandSender, webhook_id: str
 ) -> None:
-    speak = models.Speak(payload="Hello", voice="female")
+    speak = parse_command("speak", {"payload": "Hello", "voice": "female"})
     sender.send(CALL_ID, speak, webhook_id=webhook_id)
     sender.send(CALL_ID, speak, webhook_id=webhook_id)
     sender.send(CALL_ID, speak, webhook_id=webhook_id, discriminator="second")
@@ -289,7 +340,7 @@ def test_the_stand_in_refuses_a_recording_that_breaks_the_spec(api: TelnyxApiSta
 
 
 def test_take_requests_reads_and_forgets(api: TelnyxApiStandIn, sender: CommandSender, webhook_id: str) -> None:
-    sender.send(CALL_ID, models.Hangup(), webhook_id=webhook_id)
+    sender.send(CALL_ID, HANGUP, webhook_id=webhook_id)
     assert len(api.take_requests()) == 1
     assert api.requests() == []
 
@@ -302,7 +353,7 @@ def test_429_and_500_are_retried_with_the_same_command_id(
     api: TelnyxApiStandIn, sender: CommandSender, webhook_id: str
 ) -> None:
     api.fail_next(Fault.rate_limited(), Fault.server_error(500), Fault.server_error(503))
-    outcome = sender.send(CALL_ID, models.Speak(payload="Hi", voice="female"), webhook_id=webhook_id)
+    outcome = sender.send(CALL_ID, parse_command("speak", {"payload": "Hi", "voice": "female"}), webhook_id=webhook_id)
     assert outcome.accepted
     assert outcome.attempts == 4
     requests = api.requests()
@@ -312,30 +363,30 @@ def test_429_and_500_are_retried_with_the_same_command_id(
 
 def test_a_dropped_connection_is_retried(api: TelnyxApiStandIn, sender: CommandSender, webhook_id: str) -> None:
     api.fail_next(Fault.dropped())
-    outcome = sender.send(CALL_ID, models.Hangup(), webhook_id=webhook_id)
+    outcome = sender.send(CALL_ID, HANGUP, webhook_id=webhook_id)
     assert outcome.accepted
     assert [request.status for request in api.requests()] == [None, 200]
 
 
 def test_retry_after_on_a_429_is_the_least_backoff(
-    api: TelnyxApiStandIn, telnyx_client: Telnyx, webhook_id: str
+    api: TelnyxApiStandIn, client: CallControlClient, webhook_id: str
 ) -> None:
     slept: list[float] = []
-    sender = CommandSender(telnyx_client, base_delay_seconds=0.01, max_delay_seconds=0.05, sleep=slept.append)
+    sender = CommandSender(client, base_delay_seconds=0.01, max_delay_seconds=0.05, sleep=slept.append)
     api.fail_next(Fault.rate_limited(retry_after_seconds=0.75))
-    assert sender.send(CALL_ID, models.Hangup(), webhook_id=webhook_id).accepted
+    assert sender.send(CALL_ID, HANGUP, webhook_id=webhook_id).accepted
     assert len(slept) == 1
     assert slept[0] >= 0.75
 
 
 def test_a_long_retry_after_is_left_to_the_event_source(
-    api: TelnyxApiStandIn, telnyx_client: Telnyx, webhook_id: str
+    api: TelnyxApiStandIn, client: CallControlClient, webhook_id: str
 ) -> None:
     slept: list[float] = []
-    sender = CommandSender(telnyx_client, max_retry_after_seconds=5, sleep=slept.append)
+    sender = CommandSender(client, max_retry_after_seconds=5, sleep=slept.append)
     api.fail_next(Fault.rate_limited(retry_after_seconds=60))
     with pytest.raises(CommandRetryableError) as caught:
-        sender.send(CALL_ID, models.Hangup(), webhook_id=webhook_id)
+        sender.send(CALL_ID, HANGUP, webhook_id=webhook_id)
     assert caught.value.status_code == 429
     assert slept == []
     assert len(api.requests()) == 1
@@ -345,7 +396,7 @@ def test_a_422_is_reported_as_rejected_and_not_retried(
     api: TelnyxApiStandIn, sender: CommandSender, webhook_id: str
 ) -> None:
     api.fail_next(Fault.call_ended())
-    outcome = sender.send(CALL_ID, models.Hangup(), webhook_id=webhook_id)
+    outcome = sender.send(CALL_ID, HANGUP, webhook_id=webhook_id)
     assert outcome.rejected
     assert outcome.attempts == 1
     assert outcome.errors[0].code == "90018"
@@ -356,9 +407,10 @@ def test_a_422_is_reported_as_rejected_and_not_retried(
 def test_a_wrong_api_key_raises_an_error_naming_where_the_key_comes_from(
     api: TelnyxApiStandIn, webhook_id: str
 ) -> None:
-    sender = CommandSender(build_client("KEY_revoked", base_url=api.base_url))
+    sender = CommandSender(CallControlClient("KEY_revoked", base_url=api.base_url))
     with pytest.raises(TelnyxAuthenticationError) as caught:
-        sender.send(CALL_ID, models.Hangup(), webhook_id=webhook_id)
+        sender.send(CALL_ID, HANGUP, webhook_id=webhook_id)
+    assert isinstance(caught.value, PermanentError)
     message = str(caught.value)
     assert "TELNYX_API_KEY" in message
     assert "TELNYX_API_KEY_SECRET_ARN" in message
@@ -371,22 +423,24 @@ def test_another_4xx_raises_rejected_without_retrying(
 ) -> None:
     api.fail_next(Fault(403, {"errors": [{"code": "403", "title": "Forbidden", "detail": "Not on this account."}]}))
     with pytest.raises(CommandRejectedError) as caught:
-        sender.send(CALL_ID, models.Hangup(), webhook_id=webhook_id)
+        sender.send(CALL_ID, HANGUP, webhook_id=webhook_id)
     assert caught.value.status_code == 403
+    assert isinstance(caught.value, PermanentError)
     assert caught.value.errors[0].detail == "Not on this account."
     assert caught.value.command_id == ids.command_id(webhook_id, "hangup")
     assert len(api.requests()) == 1
 
 
 def test_retries_end_with_a_retryable_error_after_max_attempts(
-    api: TelnyxApiStandIn, telnyx_client: Telnyx, webhook_id: str
+    api: TelnyxApiStandIn, client: CallControlClient, webhook_id: str
 ) -> None:
-    sender = CommandSender(telnyx_client, max_attempts=3, base_delay_seconds=0.01, max_delay_seconds=0.02)
+    sender = CommandSender(client, max_attempts=3, base_delay_seconds=0.01, max_delay_seconds=0.02)
     api.fail_next(*[Fault.server_error(503)] * 5)
     with pytest.raises(CommandRetryableError) as caught:
-        sender.send(CALL_ID, models.Hangup(), webhook_id=webhook_id)
+        sender.send(CALL_ID, HANGUP, webhook_id=webhook_id)
     assert (caught.value.attempts, caught.value.status_code) == (3, 503)
-    assert isinstance(caught.value.__cause__, InternalServerError)
+    assert isinstance(caught.value, RetryableError)
+    assert "HTTP 503" in str(caught.value)
     assert len(api.requests()) == 3
     assert api.pending_faults() == 2
 
@@ -401,7 +455,7 @@ def test_retries_stop_when_the_invocation_runs_short_of_time(
         return 30_000 if len(api.requests()) < 2 else 1_900
 
     with pytest.raises(CommandRetryableError) as caught:
-        sender.send(CALL_ID, models.Hangup(), webhook_id=webhook_id, remaining_ms=remaining_ms)
+        sender.send(CALL_ID, HANGUP, webhook_id=webhook_id, remaining_ms=remaining_ms)
     assert caught.value.attempts == 2
     assert len(api.requests()) == 2
     assert api.pending_faults() == 1
@@ -412,26 +466,53 @@ def test_no_retry_at_all_when_the_invocation_is_nearly_over(
 ) -> None:
     api.fail_next(Fault.rate_limited())
     with pytest.raises(CommandRetryableError):
-        sender.send(CALL_ID, models.Hangup(), webhook_id=webhook_id, remaining_ms=lambda: 1_000)
+        sender.send(CALL_ID, HANGUP, webhook_id=webhook_id, remaining_ms=lambda: 1_000)
     assert len(api.requests()) == 1
 
 
 def test_each_attempt_times_out_before_the_invocation_does(
-    api: TelnyxApiStandIn, sender: CommandSender, webhook_id: str
+    client: RecordingClient, sender: CommandSender, webhook_id: str
 ) -> None:
-    sender.send(CALL_ID, models.Hangup(), webhook_id=webhook_id)
-    sender.send(CALL_ID, models.Hangup(), webhook_id=webhook_id, remaining_ms=lambda: 3_000)
-    unbounded, bounded = api.requests()
-    # The SDK reports each request's read timeout in this header.
-    assert unbounded.headers["x-stainless-read-timeout"] == "5.0"
-    assert bounded.headers["x-stainless-read-timeout"] == "1.5"  # 3 s left, less the 1.5 s safety margin
+    sender.send(CALL_ID, HANGUP, webhook_id=webhook_id)
+    sender.send(CALL_ID, HANGUP, webhook_id=webhook_id, remaining_ms=lambda: 30_000)
+    sender.send(CALL_ID, HANGUP, webhook_id=webhook_id, remaining_ms=lambda: 3_000)
+    sender.send(CALL_ID, HANGUP, webhook_id=webhook_id, remaining_ms=lambda: 1_000)
+    unbounded, plenty, short, nearly_over = client.timeouts
+    assert unbounded is None and plenty is None  # the client's own: 2 s to connect, 5 s to read
+    assert (client.connect_timeout, client.read_timeout) == (2.0, 5.0)
+    assert short is not None and nearly_over is not None
+    # 3 s left, less the 1.5 s safety margin, for connecting and reading together.
+    assert (short.connect_timeout, short.read_timeout, short.total) == (1.5, 1.5, 1.5)
+    # Less than the margin left: one short attempt (min_attempt_ms) rather than none.
+    assert (nearly_over.connect_timeout, nearly_over.total) == (0.5, 0.5)
+
+
+@pytest.fixture
+def silent_base_url() -> Iterator[str]:
+    """A port that accepts connections (the kernel's backlog) and never answers."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}/v2"
+
+
+def test_a_request_that_times_out_is_retried_then_retryable(silent_base_url: str, webhook_id: str) -> None:
+    client = CallControlClient("KEY_local", base_url=silent_base_url, connect_timeout=0.2, read_timeout=0.2)
+    sender = CommandSender(client, max_attempts=2, base_delay_seconds=0.01)
+    with pytest.raises(CommandRetryableError) as caught:
+        sender.send(CALL_ID, HANGUP, webhook_id=webhook_id)
+    assert (caught.value.attempts, caught.value.status_code) == (2, None)
+    assert isinstance(caught.value.__cause__, TelnyxConnectionError)
+    assert isinstance(caught.value.__cause__.__cause__, ReadTimeoutError)
 
 
 def test_an_unreachable_api_is_retried_then_retryable(webhook_id: str) -> None:
-    sender = CommandSender(build_client("KEY_local", base_url=CLOSED_PORT_URL), max_attempts=2, base_delay_seconds=0.01)
+    client = CallControlClient("KEY_local", base_url=CLOSED_PORT_URL)
+    sender = CommandSender(client, max_attempts=2, base_delay_seconds=0.01)
     with pytest.raises(CommandRetryableError) as caught:
-        sender.send(CALL_ID, models.Hangup(), webhook_id=webhook_id)
+        sender.send(CALL_ID, HANGUP, webhook_id=webhook_id)
     assert (caught.value.attempts, caught.value.status_code) == (2, None)
+    assert isinstance(caught.value.__cause__, TelnyxConnectionError)
 
 
 # ---------------------------------------------------------------------------
@@ -457,7 +538,7 @@ def test_the_api_key_comes_from_secrets_manager(
     api: TelnyxApiStandIn, secret_key_environment: tuple[str, Any], webhook_id: str
 ) -> None:
     sender = CommandSender.from_environment()
-    outcome = sender.send(CALL_ID, models.Answer(), webhook_id=webhook_id)
+    outcome = sender.send(CALL_ID, ANSWER, webhook_id=webhook_id)
     assert outcome.accepted
     (request,) = api.requests()
     assert request.headers["authorization"] == f"Bearer {api.api_key}"
@@ -470,5 +551,5 @@ def test_a_wrong_key_in_the_secret_is_reported_with_the_secret_arn(
     secrets.put_secret_value(SecretId=arn, SecretString="KEY_stale")
     sender = CommandSender.from_environment()
     with pytest.raises(TelnyxAuthenticationError, match="TELNYX_API_KEY_SECRET_ARN") as caught:
-        sender.send(CALL_ID, models.Answer(), webhook_id=webhook_id)
+        sender.send(CALL_ID, ANSWER, webhook_id=webhook_id)
     assert arn in str(caught.value)

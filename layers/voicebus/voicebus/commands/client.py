@@ -1,15 +1,21 @@
-"""The telnyx SDK client for Lambda: built once per container, short timeouts, no SDK retries.
+"""Where the Telnyx API is and which key opens it; the telnyx SDK client, only for the rare paths.
 
 The API key is `TELNYX_API_KEY` when set (local runs and tests use it as is),
 else the SecretString of the Secrets Manager secret whose ARN is in
 `TELNYX_API_KEY_SECRET_ARN`, read through Powertools parameters and cached for
-five minutes. `TELNYX_BASE_URL` points the client elsewhere, as the SDK itself
-does (the local Telnyx stand-in, for instance).
+five minutes. `TELNYX_BASE_URL` points the clients elsewhere (the local Telnyx
+stand-in, for instance); unset or empty means Telnyx itself.
 
-The SDK's defaults (60 s timeout, 2 retries) suit a long-running process, not a
-Lambda invocation: a hung request would eat the whole invocation. Here each
-request gives up after a few seconds and `CommandSender` retries by itself,
-within the time the invocation has left.
+Call Control commands do not go through the SDK: `voicebus.commands.http` sends
+them over urllib3, because `import telnyx` loads the SDK's whole type tree
+(seconds of cold start, while the caller hears ringing). Importing this module
+does not import the SDK either; `build_client` / `get_client` do, for the rare
+path that needs a resource the layer does not speak itself (fresh recording
+links in `voicebus.archive.recordings`).
+
+Per-request timeouts are short for both: a Lambda invocation cannot wait out the
+SDK's default minute, and the command sender retries by itself within the time
+the invocation has left.
 """
 
 from __future__ import annotations
@@ -17,18 +23,23 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import httpx
 from aws_lambda_powertools.utilities import parameters
-from telnyx import Telnyx
 
 from voicebus.config import ConfigurationError
+
+if TYPE_CHECKING:
+    from telnyx import Telnyx
 
 API_KEY_VARIABLE = "TELNYX_API_KEY"
 API_KEY_SECRET_VARIABLE = "TELNYX_API_KEY_SECRET_ARN"  # noqa: S105 - a variable name, not a secret
 BASE_URL_VARIABLE = "TELNYX_BASE_URL"
+DEFAULT_BASE_URL = "https://api.telnyx.com/v2"
+"""The SDK's default, used when TELNYX_BASE_URL is unset or empty."""
 SECRET_MAX_AGE_SECONDS = 300
-DEFAULT_TIMEOUT = httpx.Timeout(5.0, connect=2.0)
+CONNECT_TIMEOUT_SECONDS = 2.0
+READ_TIMEOUT_SECONDS = 5.0
 """Per request: Call Control commands answer in well under a second when Telnyx is healthy."""
 
 
@@ -66,31 +77,39 @@ def load_api_key(environ: Mapping[str, str] | None = None) -> ApiKey:
     return ApiKey(value, source)
 
 
-def build_client(
-    api_key: str,
-    *,
-    base_url: str | None = None,
-    timeout: httpx.Timeout = DEFAULT_TIMEOUT,
-) -> Telnyx:
-    """A client that never retries by itself; `base_url=None` lets the SDK read TELNYX_BASE_URL."""
+def base_url(environ: Mapping[str, str] | None = None) -> str | None:
+    """TELNYX_BASE_URL, or None when it is unset or empty (meaning Telnyx itself)."""
+    env = os.environ if environ is None else environ
+    return env.get(BASE_URL_VARIABLE, "").strip() or None
+
+
+# ---------------------------------------------------------------------------
+# The telnyx SDK, for what the layer does not send itself
+
+
+def build_client(api_key: str, *, base_url: str | None = None) -> Telnyx:
+    """An SDK client that never retries by itself; `base_url=None` lets the SDK read TELNYX_BASE_URL.
+
+    Imports the telnyx SDK (seconds on a cold start): never call it on the Call Control path.
+    """
+    import httpx
+    from telnyx import Telnyx
+
+    timeout = httpx.Timeout(READ_TIMEOUT_SECONDS, connect=CONNECT_TIMEOUT_SECONDS)
     return Telnyx(api_key=api_key, base_url=base_url, timeout=timeout, max_retries=0)
 
 
 class _ClientCache:
-    """Keeps one client per container, replaced only when the key or base URL changes (a rotated secret)."""
+    """Keeps one SDK client per container, replaced only when the key or base URL changes (a rotated secret)."""
 
     def __init__(self) -> None:
         self._identity: tuple[str, str | None] | None = None
         self._client: Telnyx | None = None
 
-    def get(self, api_key: ApiKey, base_url: str | None) -> Telnyx:
-        identity = (api_key.value, base_url)
+    def get(self, api_key: ApiKey, url: str | None) -> Telnyx:
+        identity = (api_key.value, url)
         if self._client is None or self._identity != identity:
-            client = build_client(api_key.value, base_url=base_url)
-            # The first touch of `calls` imports the SDK's resource modules (about a
-            # second): pay it now, during the Lambda init phase, not in the first command.
-            _ = client.calls.actions
-            self._identity, self._client = identity, client
+            self._identity, self._client = identity, build_client(api_key.value, base_url=url or DEFAULT_BASE_URL)
         return self._client
 
 
@@ -98,12 +117,7 @@ _CACHE = _ClientCache()
 
 
 def get_client(api_key: ApiKey | None = None, environ: Mapping[str, str] | None = None) -> Telnyx:
-    """The container's client; call it at module level of the handler, and again per invocation if you like.
-
-    Cheap after the first call: the key comes from the environment or the
-    Powertools cache, and the client is rebuilt only if the key has changed.
-    """
+    """The container's SDK client, built on first use (importing the SDK then), rebuilt if the key changes."""
     env = os.environ if environ is None else environ
     key = api_key if api_key is not None else load_api_key(env)
-    base_url = env.get(BASE_URL_VARIABLE, "").strip() or None
-    return _CACHE.get(key, base_url)
+    return _CACHE.get(key, base_url(env))

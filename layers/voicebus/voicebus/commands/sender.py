@@ -1,4 +1,4 @@
-"""Sending one validated command through the telnyx SDK, retrying only what is worth retrying.
+"""Sending one validated command to Telnyx, retrying only what is worth retrying.
 
 What each answer means for the caller:
 
@@ -11,7 +11,11 @@ What each answer means for the caller:
   that EventBridge retries the invocation and the DLQ catches what never works.
   Every attempt carries the same command_id, so Telnyx acts at most once.
 - 401: `TelnyxAuthenticationError`, naming where the key came from.
-- any other 4xx: `CommandRejectedError`.
+- any other status: `CommandRejectedError`.
+
+Requests go over urllib3 (`voicebus.commands.http`), not the telnyx SDK: this
+module imports neither the SDK nor the command models, so the call-control and
+command functions start without them.
 """
 
 from __future__ import annotations
@@ -21,26 +25,41 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal, Protocol
 
-import httpx
+import urllib3
 from aws_lambda_powertools import Logger
-from telnyx import (
-    APIConnectionError,
-    APIStatusError,
-    AuthenticationError,
-    InternalServerError,
-    RateLimitError,
-    Telnyx,
-    UnprocessableEntityError,
-)
 
 from voicebus.calls import client_state as client_state_codec
-from voicebus.commands.client import API_KEY_SECRET_VARIABLE, API_KEY_VARIABLE, get_client, load_api_key
+from voicebus.commands.client import API_KEY_SECRET_VARIABLE, API_KEY_VARIABLE, load_api_key
+from voicebus.commands.http import CallControlClient, TelnyxConnectionError, TelnyxResponse, get_call_control_client
 from voicebus.commands.ids import command_id
-from voicebus.commands.models import CallCommand, ClientStateUpdate
+from voicebus.errors import PermanentError, RetryableError, VoicebusError
 
 DEFAULT_KEY_SOURCE = f"{API_KEY_VARIABLE}, or the Secrets Manager secret named by {API_KEY_SECRET_VARIABLE}"
+CLIENT_STATE_UPDATE = "client_state_update"
+
+
+class SendableCommand(Protocol):
+    """What the sender needs of a validated command; the command classes of `voicebus.commands` all have it."""
+
+    @property
+    def action(self) -> str:
+        """The last path segment: `/calls/{call_control_id}/actions/<action>`."""
+
+    @property
+    def http_method(self) -> Literal["POST", "PUT"]: ...
+
+    @property
+    def takes_command_id(self) -> bool: ...
+
+    @property
+    def takes_client_state(self) -> bool:
+        """False where the command cannot carry a client_state set by the sender."""
+
+    def body(self) -> dict[str, Any]:
+        """The JSON fields, named as Telnyx names them, without the sender's client_state and command_id."""
+        ...
 
 
 class OutcomeStatus(StrEnum):
@@ -88,7 +107,7 @@ class CommandOutcome:
         return f"{head}: {first.detail}" if first.detail else head or None
 
 
-class CommandSendError(RuntimeError):
+class CommandSendError(VoicebusError):
     """A command was not carried out; the subclass says whether trying again can help."""
 
     def __init__(self, message: str, *, action: str, call_control_id: str, command_id: str | None) -> None:
@@ -98,7 +117,7 @@ class CommandSendError(RuntimeError):
         self.command_id = command_id
 
 
-class CommandRetryableError(CommandSendError):
+class CommandRetryableError(CommandSendError, RetryableError):
     """Telnyx was busy, failing or unreachable for every attempt this invocation had time for.
 
     Let it propagate: the event source retries the invocation, with the same command_id.
@@ -119,8 +138,8 @@ class CommandRetryableError(CommandSendError):
         self.status_code = status_code  # None for connection errors and timeouts
 
 
-class CommandRejectedError(CommandSendError):
-    """Telnyx refused the request with a 4xx other than 401 and 422; retrying the same request cannot help."""
+class CommandRejectedError(CommandSendError, PermanentError):
+    """Telnyx refused the request with a status other than 401 and 422; retrying the same request cannot help."""
 
     def __init__(
         self,
@@ -137,11 +156,11 @@ class CommandRejectedError(CommandSendError):
         self.errors = errors
 
 
-class TelnyxAuthenticationError(CommandSendError):
+class TelnyxAuthenticationError(CommandSendError, PermanentError):
     """Telnyx answered 401: the API key is wrong, revoked or missing. No command will work until it is fixed."""
 
 
-class CommandOptionError(ValueError):
+class CommandOptionError(PermanentError, ValueError):
     """The send was asked for something this command cannot carry (a client_state where the spec has none)."""
 
 
@@ -174,11 +193,11 @@ def _text(value: object) -> str | None:
 
 
 class CommandSender:
-    """Sends commands with one SDK client; cheap to build, so build it once per container or per invocation."""
+    """Sends commands with one Call Control client; cheap to build, so build it once per container or per invocation."""
 
     def __init__(
         self,
-        client: Telnyx,
+        client: CallControlClient,
         *,
         key_source: str = DEFAULT_KEY_SOURCE,
         max_attempts: int = 4,
@@ -193,7 +212,6 @@ class CommandSender:
         """`safety_margin_ms` is the time kept back for the handler after the last attempt;
         a retry is made only if, after its backoff, at least `min_attempt_ms` are left beyond it.
         A 429 whose Retry-After exceeds `max_retry_after_seconds` is left to the event source.
-        Build `client` with `max_retries=0` (as `client.build_client` does): this class retries.
         """
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
@@ -213,12 +231,12 @@ class CommandSender:
     def from_environment(cls, environ: Mapping[str, str] | None = None, **options: Any) -> CommandSender:
         """A sender on the container's cached client, its 401 errors naming where the key came from."""
         key = load_api_key(environ)
-        return cls(get_client(key, environ), key_source=key.source, **options)
+        return cls(get_call_control_client(key, environ), key_source=key.source, **options)
 
     def send(
         self,
         call_control_id: str,
-        command: CallCommand,
+        command: SendableCommand,
         *,
         webhook_id: str,
         client_state: Any = None,
@@ -234,98 +252,88 @@ class CommandSender:
         `remaining_ms` is the Lambda context's `get_remaining_time_in_millis`:
         without it, only `max_attempts` bounds the retries.
         """
-        kwargs, cid = self._request(command, webhook_id, client_state, discriminator)
+        body, cid = self._request(command, webhook_id, client_state, discriminator)
         where: dict[str, Any] = {"action": command.action, "call_control_id": call_control_id, "command_id": cid}
-        method = getattr(self._client.calls.actions, command.sdk_method)
         attempt = 0
         while True:
             attempt += 1
-            timeout = self._attempt_timeout(remaining_ms)
+            cause: TelnyxConnectionError | None = None
+            retry_after: float | None = None
             try:
-                response = method(call_control_id, **kwargs, **({"timeout": timeout} if timeout else {}))
-            except AuthenticationError as exc:
-                raise TelnyxAuthenticationError(
-                    f"Telnyx refused the API key (401) sending {command.action}: the key in {self._key_source} "
-                    "is wrong, revoked or missing",
-                    **where,
-                ) from exc
-            except UnprocessableEntityError as exc:
-                outcome = CommandOutcome(
-                    command.action,
+                response = self._client.send(
+                    command.http_method,
                     call_control_id,
-                    cid,
-                    OutcomeStatus.REJECTED,
-                    attempt,
-                    errors=error_details(exc.body),
+                    command.action,
+                    body,
+                    timeout=self._attempt_timeout(remaining_ms),
                 )
-                self._logger.warning("Telnyx rejected the command", extra={**where, "reason": outcome.reason})
-                return outcome
-            except (RateLimitError, InternalServerError, APIConnectionError) as exc:
-                status_code = exc.status_code if isinstance(exc, APIStatusError) else None
-                delay = self._backoff(attempt, exc)
-                if not self._may_retry(attempt, delay, remaining_ms):
-                    raise CommandRetryableError(
-                        f"{command.action} failed after {attempt} attempt(s): {_describe_failure(exc)}",
-                        attempts=attempt,
+            except TelnyxConnectionError as exc:
+                failure, status_code, cause = str(exc), None, exc
+            else:
+                status_code = response.status
+                if 200 <= status_code < 300:
+                    return CommandOutcome(
+                        command.action, call_control_id, cid, OutcomeStatus.ACCEPTED, attempt, result=_result(response)
+                    )
+                if status_code == 401:
+                    raise TelnyxAuthenticationError(
+                        f"Telnyx refused the API key (401) sending {command.action}: the key in {self._key_source} "
+                        "is wrong, revoked or missing",
+                        **where,
+                    )
+                errors = error_details(response.json())
+                if status_code == 422:
+                    outcome = CommandOutcome(
+                        command.action, call_control_id, cid, OutcomeStatus.REJECTED, attempt, errors=errors
+                    )
+                    self._logger.warning("Telnyx rejected the command", extra={**where, "reason": outcome.reason})
+                    return outcome
+                if status_code != 429 and status_code < 500:
+                    raise CommandRejectedError(
+                        f"Telnyx refused {command.action} with {status_code}: "
+                        + ("; ".join(e.detail or e.title or "" for e in errors) or f"HTTP {status_code}"),
                         status_code=status_code,
+                        errors=errors,
                         **where,
-                    ) from exc
-                self._logger.warning(
-                    "Telnyx command failed; retrying",
-                    extra={
-                        **where,
-                        "attempt": attempt,
-                        "delay_seconds": round(delay, 3),
-                        "error": _describe_failure(exc),
-                    },
-                )
-                self._sleep(delay)
-                continue
-            except APIStatusError as exc:
-                errors = error_details(exc.body)
-                raise CommandRejectedError(
-                    f"Telnyx refused {command.action} with {exc.status_code}: "
-                    + ("; ".join(e.detail or e.title or "" for e in errors) or exc.message),
-                    status_code=exc.status_code,
-                    errors=errors,
+                    )
+                failure = f"HTTP {status_code}"
+                retry_after = _retry_after_seconds(response) if status_code == 429 else None
+            delay = self._backoff(attempt, retry_after)
+            if not self._may_retry(attempt, delay, remaining_ms):
+                raise CommandRetryableError(
+                    f"{command.action} failed after {attempt} attempt(s): {failure}",
+                    attempts=attempt,
+                    status_code=status_code,
                     **where,
-                ) from exc
-            data = getattr(response, "data", None)
-            result = getattr(data, "result", None)
-            return CommandOutcome(
-                command.action,
-                call_control_id,
-                cid,
-                OutcomeStatus.ACCEPTED,
-                attempt,
-                result=result if isinstance(result, str) else None,
+                ) from cause
+            self._logger.warning(
+                "Telnyx command failed; retrying",
+                extra={**where, "attempt": attempt, "delay_seconds": round(delay, 3), "error": failure},
             )
+            self._sleep(delay)
 
     @staticmethod
     def _request(
-        command: CallCommand, webhook_id: str, client_state: Any, discriminator: str
+        command: SendableCommand, webhook_id: str, client_state: Any, discriminator: str
     ) -> tuple[dict[str, Any], str | None]:
-        """The SDK keyword arguments, with command_id and client_state where the command takes them."""
-        kwargs = command.sdk_kwargs()
+        """The JSON body, with command_id and client_state where the command takes them."""
+        body = command.body()
         cid = command_id(webhook_id, command.action, discriminator) if command.takes_command_id else None
         if cid is not None:
-            kwargs["command_id"] = cid
+            body["command_id"] = cid
         if client_state is not None:
             if not command.takes_client_state:
-                hint = "; set the command's own client_state" if isinstance(command, ClientStateUpdate) else ""
+                own = command.action == CLIENT_STATE_UPDATE
+                hint = "; set the command's own client_state" if own else ""
                 raise CommandOptionError(f"{command.action} cannot carry a client_state set by the sender{hint}")
-            kwargs["client_state"] = client_state_codec.encode(client_state)
-        return kwargs, cid
+            body["client_state"] = client_state_codec.encode(client_state)
+        return body, cid
 
-    def _backoff(self, attempt: int, error: Exception) -> float:
-        """Exponential with jitter (half fixed, half random); a Retry-After on a 429 is a floor."""
+    def _backoff(self, attempt: int, retry_after: float | None) -> float:
+        """Exponential with jitter (half fixed, half random); a 429's Retry-After is a floor."""
         ceiling = min(self._max_delay, self._base_delay * 2.0 ** (attempt - 1))
         delay = ceiling / 2 + self._jitter.uniform(0, ceiling / 2)
-        if isinstance(error, RateLimitError):
-            retry_after = _retry_after_seconds(error.response)
-            if retry_after is not None:
-                delay = max(delay, retry_after)
-        return delay
+        return delay if retry_after is None else max(delay, retry_after)
 
     def _may_retry(self, attempt: int, delay: float, remaining_ms: Callable[[], int] | None) -> bool:
         if attempt >= self._max_attempts or delay > self._max_retry_after:
@@ -334,33 +342,28 @@ class CommandSender:
             return True
         return remaining_ms() - delay * 1000 >= self._safety_margin_ms + self._min_attempt_ms
 
-    def _attempt_timeout(self, remaining_ms: Callable[[], int] | None) -> httpx.Timeout | None:
+    def _attempt_timeout(self, remaining_ms: Callable[[], int] | None) -> urllib3.Timeout | None:
         """The client's timeout, shortened so an attempt ends before the safety margin; None keeps it as is."""
         if remaining_ms is None:
             return None
         budget = max(remaining_ms() - self._safety_margin_ms, self._min_attempt_ms) / 1000
-        configured = self._client.timeout
-        if isinstance(configured, httpx.Timeout):
-            read, connect = configured.read, configured.connect
-        elif isinstance(configured, int | float):
-            read = connect = float(configured)
-        else:
-            read = connect = None
-        if read is not None and read <= budget and (connect is None or connect <= budget):
+        if self._client.connect_timeout + self._client.read_timeout <= budget:
             return None
-        return httpx.Timeout(min(read or budget, budget), connect=min(connect or budget, budget))
+        return self._client.timeout_within(budget)
 
 
-def _retry_after_seconds(response: httpx.Response) -> float | None:
-    value = response.headers.get("retry-after", "")
+def _result(response: TelnyxResponse) -> str | None:
+    """Telnyx's `data.result` ("ok") of an accepted command."""
+    body = response.json()
+    data = body.get("data") if isinstance(body, Mapping) else None
+    result = data.get("result") if isinstance(data, Mapping) else None
+    return result if isinstance(result, str) else None
+
+
+def _retry_after_seconds(response: TelnyxResponse) -> float | None:
+    """Retry-After in seconds; None when absent or not a number (an HTTP date is ignored, as before)."""
     try:
-        seconds = float(value)
+        seconds = float(response.headers.get("retry-after", ""))
     except ValueError:
         return None
     return seconds if seconds >= 0 else None
-
-
-def _describe_failure(error: Exception) -> str:
-    if isinstance(error, APIStatusError):
-        return f"HTTP {error.status_code}"
-    return f"{type(error).__name__}: {error}"
