@@ -14,12 +14,14 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from voicebus.errors import PermanentError
+
 # Telnyx documents no maximum; client_state rides on every webhook of the call, so
 # voicebus keeps it small and refuses larger values before a command is sent.
 MAX_CLIENT_STATE_BYTES = 4096
 
 
-class ClientStateError(ValueError):
+class ClientStateError(PermanentError, ValueError):
     """A value cannot be sent as client_state (too large, or not JSON-serialisable)."""
 
 
