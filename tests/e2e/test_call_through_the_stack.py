@@ -12,7 +12,8 @@ import pytest
 
 from tests.support.calls import CallScript, as_bus_event
 from tests.support.routing import targets
-from voicebus.calls.store import CallStatus, CallStore, Feature
+from voicebus.calls.records import CallStatus, Feature
+from voicebus.calls.store import CallStore
 from voicebus.ingress.signature import sign
 from voicebus_cli.demo import post
 from voicebus_cli.local.moto_server import MotoServer

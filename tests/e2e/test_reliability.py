@@ -25,7 +25,8 @@ from botocore.exceptions import EndpointConnectionError, ReadTimeoutError
 from tests.support.calls import CallScript, as_bus_event
 from tests.support.report import figures
 from tests.support.routing import targets
-from voicebus.calls.store import CallStatus, CallStore
+from voicebus.calls.records import CallStatus
+from voicebus.calls.store import CallStore
 from voicebus.ingress.receiver import WebhookIngress
 from voicebus.ingress.settings import IngressSettings
 from voicebus.ingress.signature import sign

@@ -11,7 +11,8 @@ import pytest
 
 from tests.support.bus import BusTap
 from tests.support.routing import targets
-from voicebus.calls.store import CallStore, Feature
+from voicebus.calls.records import Feature
+from voicebus.calls.store import CallStore
 from voicebus.commands.ids import command_id
 from voicebus_cli.local.provision import ProvisionedStack
 from voicebus_cli.local.telnyx_api import Fault, TelnyxApiStandIn

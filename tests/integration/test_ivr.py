@@ -18,7 +18,8 @@ from boto3.dynamodb.types import TypeDeserializer
 
 from tests.support.calls import CallScript, as_bus_event
 from tests.support.routing import targets
-from voicebus.calls.store import CallStore, Feature
+from voicebus.calls.records import Feature
+from voicebus.calls.store import CallStore
 from voicebus.commands.ids import command_id
 from voicebus.commands.sender import CommandRetryableError
 from voicebus_cli.local.functions import LoadedFunction

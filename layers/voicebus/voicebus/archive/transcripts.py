@@ -21,7 +21,8 @@ from voicebus.archive.keys import transcript_key
 from voicebus.archive.writer import ArchiveWriter
 from voicebus.calls.events import TelnyxWebhook, occurred_key
 from voicebus.calls.recorder import RecordedEvent
-from voicebus.calls.store import CallStatus, CallStore, EventRef
+from voicebus.calls.records import CallStatus
+from voicebus.calls.store import CallStore, EventRef
 
 
 @dataclass

@@ -21,14 +21,13 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
-from pydantic import BaseModel, Field
 
 from voicebus import config
+from voicebus.calls.records import CallRecord, Feature, TimelineEntry
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -37,38 +36,6 @@ STATE_SK = "STATE"
 DEFAULT_RETENTION_DAYS = 30
 _SERIALIZER = TypeSerializer()
 _DESERIALIZER = TypeDeserializer()
-
-
-class CallStatus(StrEnum):
-    INITIATED = "initiated"
-    ANSWERED = "answered"
-    BRIDGED = "bridged"
-    HUNG_UP = "hung_up"
-
-
-# Within one timestamp, a call only moves forward through these.
-STATUS_RANK = {CallStatus.INITIATED: 1, CallStatus.ANSWERED: 2, CallStatus.BRIDGED: 3, CallStatus.HUNG_UP: 4}
-
-
-class Feature(StrEnum):
-    """The media features and controls whose status a call record keeps."""
-
-    PLAYBACK = "playback"
-    SPEAK = "speak"
-    RECORDING = "recording"
-    FORK = "fork"
-    STREAMING = "streaming"
-    TRANSCRIPTION = "transcription"
-    REFER = "refer"
-    SIPREC = "siprec"
-    NOISE_SUPPRESSION = "noise_suppression"
-    SUPERVISOR_ROLE = "supervisor_role"
-    GATHER = "gather"
-    DTMF = "dtmf"
-
-
-class CallStoreError(RuntimeError):
-    """DynamoDB refused a write for a reason other than a newer event having won."""
 
 
 @dataclass(frozen=True)
@@ -115,70 +82,12 @@ def _item(raw: Mapping[str, Any]) -> dict[str, Any]:
     return {key: _plain(_DESERIALIZER.deserialize(value)) for key, value in raw.items()}
 
 
-class Lane(BaseModel):
-    """A facet's latest value and the event that set it."""
-
-    model_config = {"extra": "allow"}
-
-    at: str
-    event_id: str
-    event_type: str
-    rank: int = 0
-
-
-class ClientStateLane(Lane):
-    raw: str
-    kind: str
-    value: Any = None
-
-
-class StatusLane(Lane):
-    value: CallStatus
-    hangup_cause: str | None = None
-    hangup_source: str | None = None
-    sip_hangup_cause: str | None = None
-
-
 def _recording(item: dict[str, Any]) -> dict[str, Any]:
     """The recording lane (order-safe facts) merged with its order-free attributes (archive, transcript)."""
     recording_id = item["sk"].removeprefix("RECORDING#")
     lane = item.get("recording") or {"recording_id": recording_id, "status": "pending", "at": ""}
     extra = {name: value for name, value in item.items() if name not in {"pk", "sk", "recording", "expires_at"}}
     return {**lane, **extra}
-
-
-class TimelineEntry(BaseModel):
-    event_id: str
-    event_type: str
-    occurred_at: str
-
-
-class RecordingRecord(BaseModel):
-    model_config = {"extra": "allow"}
-
-    recording_id: str
-    status: str
-    at: str
-
-
-class CallRecord(BaseModel):
-    """A call as the user's own code reads it."""
-
-    call_control_id: str
-    call_session_id: str | None = None
-    call_leg_id: str | None = None
-    connection_id: str | None = None
-    from_number: str | None = None
-    to_number: str | None = None
-    direction: str | None = None
-    initiated_at: str | None = None
-    answered_at: str | None = None
-    ended_at: str | None = None
-    status: StatusLane | None = None
-    client_state: ClientStateLane | None = None
-    features: dict[Feature, Lane] = Field(default_factory=dict)
-    recordings: list[RecordingRecord] = Field(default_factory=list)
-    transcript: dict[str, Any] | None = None  # where the live transcript was archived, once the call ended
 
 
 class CallStore:

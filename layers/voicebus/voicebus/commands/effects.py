@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from voicebus.calls.store import Feature
+from voicebus.calls.records import Feature
 from voicebus.commands.validation import CallCommand
 
 

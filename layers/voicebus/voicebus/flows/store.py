@@ -12,7 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from voicebus.calls.store import CallStatus, CallStore, EventRef
+from voicebus.calls.records import CallStatus
+from voicebus.calls.store import CallStore, EventRef
 from voicebus.flows.position import FlowState, StoredFlowState
 
 if TYPE_CHECKING:
