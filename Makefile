@@ -34,7 +34,7 @@ typecheck: setup
 validate: setup
 	$(SAM) validate --lint --region $(REGION)
 	.tools/sam/bin/cfn-lint template.yaml
-	.tools/checkov/bin/checkov --file template.yaml --framework cloudformation --compact --quiet --skip-download
+	.tools/checkov/bin/checkov --config-file .checkov.yaml --file template.yaml --framework cloudformation --compact --quiet --skip-download
 
 build: setup
 	$(PY) -m voicebus_cli check-flows
@@ -48,7 +48,8 @@ bench: setup
 	$(PY) bench/cold_starts.py
 	$(PY) bench/archive.py
 
-# Re-sign events/webhooks/*.json with the current time (they are valid for 300 s).
+# Freshly signed copies of events/webhooks/*.json in .voicebus/events/webhooks/ (valid for
+# 300 s); the committed samples are never rewritten.
 resign: setup
 	$(PY) -m voicebus_cli resign-events
 

@@ -16,7 +16,7 @@ from packaging.markers import default_environment
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from voicebus_cli.local.template import load_template
+from voicebus_cli.local.template import load_template, resources_with_globals
 from voicebus_cli.testkey import ROOT
 
 pytestmark = pytest.mark.build
@@ -48,16 +48,16 @@ def built_template() -> dict[str, Any]:
 
 
 def _functions(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each function's properties with Globals applied (Handler, Layers, ... as SAM deploys them)."""
     return {
         name: resource["Properties"]
-        for name, resource in template["Resources"].items()
+        for name, resource in resources_with_globals(template).items()
         if resource["Type"] == "AWS::Serverless::Function"
     }
 
 
 def _layer_dirs(template: dict[str, Any], properties: dict[str, Any]) -> list[Path]:
-    # SAM appends a function's own layers to those in Globals.
-    layers = [*template.get("Globals", {}).get("Function", {}).get("Layers", []), *properties.get("Layers", [])]
+    layers = properties.get("Layers", [])  # Globals' layers first, then the function's own (as SAM appends them)
     dirs = []
     for layer in layers:
         logical = layer["Ref"] if isinstance(layer, dict) else None

@@ -2,21 +2,29 @@
 
 from __future__ import annotations
 
+import io
 import json
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
+from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from tests.support.calls import CallScript, as_bus_event
-from tests.support.routing import targets
+from tests.support.routing import recorders, targets
 from voicebus.calls.client_state import encode
-from voicebus.calls.store import CallStatus, CallStore, Feature
-from voicebus_cli.local.functions import LoadedFunction
+from voicebus.calls.consumer import Handler, build_handler
+from voicebus.calls.recorder import RecordedEvent
+from voicebus.calls.records import CallStatus, Feature
+from voicebus.calls.store import CallStore
+from voicebus.errors import PermanentError, RetryableError
+from voicebus_cli.local.functions import LoadedFunction, LocalContext, environment
 from voicebus_cli.local.provision import ProvisionedStack
 from voicebus_cli.local.storage import StorageServer
+from voicebus_cli.local.telnyx_api import TelnyxApiStandIn
 from voicebus_cli.webhooks import BUS_EVENTS_DIR, bus_event, raw_body, webhook_event_files
 
 pytestmark = pytest.mark.integration
@@ -58,6 +66,9 @@ def test_each_bus_event_is_recorded_by_its_function(
     assert results
     for result in results.values():
         assert (result["event_id"], result["event_type"]) == (data["id"], data["event_type"])
+    # Every function it reaches acts on it; exactly one, its family's, records it.
+    assert {name for name, result in results.items() if result["recorded"]} == recorders(event)
+    assert len(recorders(event)) == 1
     call_control_id = data["payload"].get("call_control_id")
     if call_control_id:
         assert data["id"] in {entry.event_id for entry in call_store.timeline(call_control_id)}
@@ -182,3 +193,146 @@ def test_a_malformed_bus_event_fails_the_invocation(consumers: dict[str, LoadedF
     del event["detail"]["data"]["id"]
     with pytest.raises(Exception, match="validation error"):
         consumers["CallControlFunction"].invoke(event)
+
+
+def _emf_metrics(output: str) -> list[dict[str, Any]]:
+    """The metric values of every EMF record (one JSON line per flush; a value may be a list of samples)."""
+    records = []
+    for line in output.splitlines():
+        document = json.loads(line) if line.startswith("{") else {}
+        if "_aws" in document:
+            names = [m["Name"] for d in document["_aws"]["CloudWatchMetrics"] for m in d["Metrics"]]
+            values = {name: sum(v) if isinstance(v := document[name], list) else v for name in names}
+            records.append(values | {"EventType": document.get("EventType")})
+    return records
+
+
+class ObservedFunctions(dict[str, LoadedFunction]):
+    """The stack's functions, loaded on first use, their logs and EMF metrics kept per function."""
+
+    def __init__(self, stack: ProvisionedStack, telnyx_api: TelnyxApiStandIn) -> None:
+        super().__init__()
+        self._stack = stack
+        self._telnyx_env = {"TELNYX_API_KEY": telnyx_api.api_key, "TELNYX_BASE_URL": telnyx_api.base_url}
+        self.output: dict[str, io.StringIO] = {}
+
+    def __missing__(self, name: str) -> LoadedFunction:
+        function = self._stack.functions[name]
+        self.output[name] = io.StringIO()
+        env = {**function.environment, **self._telnyx_env}
+        loaded = LoadedFunction(name, function.code_uri, function.handler, env, stdout=self.output[name])
+        self[name] = loaded
+        return loaded
+
+    def metrics(self) -> list[dict[str, Any]]:
+        return [record for output in self.output.values() for record in _emf_metrics(output.getvalue())]
+
+
+def test_an_in_order_call_never_counts_a_stale_lane_write(
+    stack: ProvisionedStack, telnyx_api: TelnyxApiStandIn, call_store: CallStore
+) -> None:
+    """Events heard by two functions (speak/playback/recording ended, hang-up) are written once."""
+    functions = ObservedFunctions(stack, telnyx_api)
+    script = CallScript()
+    webhooks = script.basic_call()
+    shared = [w for w in webhooks if len(targets(as_bus_event(w))) > 1]
+    assert {w["data"]["event_type"] for w in shared} >= {"call.speak.ended", "call.hangup"}
+
+    results = [deliver(functions, as_bus_event(webhook)) for webhook in webhooks]
+
+    assert all(result["lanes_stale"] == [] for by_function in results for result in by_function.values())
+    metrics = functions.metrics()
+    assert sum(record.get("StaleLaneWrites", 0) for record in metrics) == 0
+    assert sum(record.get("EventsRecorded", 0) for record in metrics) == len(webhooks)
+    recorded = sorted(record["EventType"] for record in metrics if "EventsRecorded" in record)
+    assert recorded == sorted(w["data"]["event_type"] for w in webhooks)
+    timeline = call_store.timeline(script.call_control_id)
+    assert [entry.event_type for entry in timeline] == [w["data"]["event_type"] for w in webhooks]
+
+
+# ---------------------------------------------------------------- errors: retry or record, by branch
+class MalformedRecordingError(PermanentError):
+    """Stands for any input that fails the same way every time."""
+
+
+class TelnyxDownError(RetryableError):
+    """Stands for a dependency that may be back on the next attempt."""
+
+
+@pytest.fixture
+def consumer_env(stack: ProvisionedStack) -> Iterator[dict[str, str]]:
+    """MediaFunction's environment from the template, set while the test builds and runs a handler."""
+    env = {"AWS_LAMBDA_FUNCTION_NAME": f"acting-{uuid.uuid4().hex[:6]}", **stack.functions["MediaFunction"].environment}
+    with environment(env):
+        yield env
+
+
+class RaisingAct:
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+        self.calls = 0
+
+    def __call__(self, webhook: Any, recorded: RecordedEvent, context: LambdaContext) -> dict[str, Any] | None:
+        self.calls += 1
+        raise self.error
+
+
+def _invoke(handler: Handler, event: dict[str, Any]) -> Any:
+    return handler(event, LocalContext(function_name="acting"))  # type: ignore[arg-type]
+
+
+def test_a_permanent_error_is_answered_counted_and_not_retried(
+    consumer_env: dict[str, str],
+    call_store: CallStore,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    act = RaisingAct(MalformedRecordingError("recording rec-1 has no channels"))
+    handler = build_handler(act=act)
+    script = CallScript()
+    event = as_bus_event(script.event("call.speak.started"))
+
+    first = _invoke(handler, event)
+    again = _invoke(handler, event)  # EventBridge would not redeliver, but a duplicate must not act twice
+
+    assert first["refused"] == {"error": "MalformedRecordingError", "reason": "recording rec-1 has no channels"}
+    assert first["recorded"] is True and first["lanes_written"] == ["speak"]
+    assert again == first
+    assert act.calls == 1
+    record = call_store.get_call(script.call_control_id)
+    assert record is not None and Feature.SPEAK in record.features
+    refused = [r["EventsRefused"] for r in _emf_metrics(capsys.readouterr().out) if "EventsRefused" in r]
+    assert refused == [1.0]
+    [logged] = [record for record in caplog.records if record.getMessage().startswith("event refused")]
+    assert logged.exc_info is not None and logged.exc_info[0] is MalformedRecordingError
+
+
+@pytest.mark.parametrize("error", [TelnyxDownError("503 from Telnyx"), RuntimeError("a bug")])
+def test_any_other_error_propagates_so_the_event_is_retried(consumer_env: dict[str, str], error: Exception) -> None:
+    act = RaisingAct(error)
+    handler = build_handler(act=act)
+    event = as_bus_event(CallScript().event("call.speak.started"))
+
+    for _ in range(2):
+        with pytest.raises(type(error)):
+            _invoke(handler, event)
+
+    assert act.calls == 2  # the idempotency record is released, so the retry runs the work again
+
+
+def test_an_event_of_another_family_is_acted_on_but_not_recorded(
+    consumer_env: dict[str, str], call_store: CallStore
+) -> None:
+    seen: list[RecordedEvent] = []
+
+    def act(webhook: Any, recorded: RecordedEvent, context: LambdaContext) -> dict[str, Any]:
+        seen.append(recorded)
+        return {"acted": True}
+
+    script = CallScript()
+    result = _invoke(build_handler(act=act), as_bus_event(script.event("call.hangup")))  # a media function
+
+    assert (result["recorded"], result["lanes_written"], result["acted"]) == (False, [], True)
+    assert [recorded.recorded for recorded in seen] == [False]
+    assert call_store.get_call(script.call_control_id) is None
+    assert call_store.timeline(script.call_control_id) == []

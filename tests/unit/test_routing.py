@@ -1,7 +1,9 @@
-"""Every rule pattern in template.yaml routes each event type to exactly its intended function.
+"""Every rule pattern in template.yaml routes each event type to its intended functions, and
+exactly one of them records it.
 
 The patterns are evaluated with moto's own EventBridge pattern matcher, in-process
-(moto server does not implement TestEventPattern).
+(moto server does not implement TestEventPattern); which of the reached functions
+records an event follows their EVENT_FAMILY, as voicebus.calls.consumer decides.
 """
 
 from __future__ import annotations
@@ -11,23 +13,14 @@ from typing import Any
 
 import pytest
 
-from tests.support.routing import rule_patterns, targets
+from tests.support.routing import families, recorders, rules, targets
+from voicebus.calls.families import CLAIMED_EVENT_TYPES, FAMILY_EVENTS, EventFamily, family_from_env, family_of
+from voicebus.calls.recorder import EVENT_EFFECTS
+from voicebus.config import ConfigurationError
+from voicebus_cli.local.template import load_template
 from voicebus_cli.webhooks import raw_body, webhook_event_files
 
-INTENDED = {
-    "CallControlFunction": [
-        "call.initiated", "call.answered", "call.hangup", "call.bridged", "call.gather.ended", "call.dtmf.received",
-    ],
-    "MediaFunction": ["call.playback.started", "call.playback.ended", "call.speak.started", "call.speak.ended"],
-    "RecordingFunction": ["call.recording.saved", "call.recording.error", "call.recording.transcription.saved"],
-    "ForkFunction": ["call.fork.started", "call.fork.stopped"],
-    "StreamingFunction": ["streaming.started", "streaming.stopped", "streaming.failed"],
-    "TranscriptionFunction": ["call.transcription"],
-    "ReferFunction": ["call.refer.started", "call.refer.completed", "call.refer.failed"],
-    "SiprecFunction": ["siprec.started", "siprec.stopped", "siprec.failed"],
-}  # fmt: skip
-# Events a second function also hears: call control advances IVR flows on these, and the
-# transcription function writes the whole live transcript when the call hangs up.
+# The event types a function hears through a second rule, to act on (never to record).
 ALSO = {
     "call.speak.ended": {"CallControlFunction"},
     "call.playback.ended": {"CallControlFunction"},
@@ -43,6 +36,8 @@ UNCLAIMED = [
 SAMPLE_TYPES = sorted(
     {json.loads(raw_body(json.loads(path.read_text())))["data"]["event_type"] for path in webhook_event_files()}
 )
+EVERY_TYPE = sorted(CLAIMED_EVENT_TYPES | set(UNCLAIMED) | set(SAMPLE_TYPES))
+FUNCTION_OF_FAMILY = {family: function for function, family in families().items()}
 
 
 def _bus_event(detail_type: str, source: str = "telnyx") -> dict[str, Any]:
@@ -59,31 +54,69 @@ def _bus_event(detail_type: str, source: str = "telnyx") -> dict[str, Any]:
     }
 
 
-def _targets(detail_type: str, source: str = "telnyx") -> set[str]:
-    return targets(_bus_event(detail_type, source))
+@pytest.mark.parametrize("detail_type", EVERY_TYPE)
+def test_every_event_type_is_recorded_by_exactly_one_function(detail_type: str) -> None:
+    assert recorders(_bus_event(detail_type)) == {FUNCTION_OF_FAMILY[family_of(detail_type)]}
 
 
-@pytest.mark.parametrize(
-    ("detail_type", "function"),
-    [(detail_type, function) for function, types in INTENDED.items() for detail_type in types],
-)
-def test_each_family_event_lands_on_its_function_only(detail_type: str, function: str) -> None:
-    assert _targets(detail_type) == {function} | ALSO.get(detail_type, set())
+@pytest.mark.parametrize("detail_type", EVERY_TYPE)
+def test_every_event_type_reaches_its_recorder_and_only_the_functions_that_act_on_it(detail_type: str) -> None:
+    recorder = FUNCTION_OF_FAMILY[family_of(detail_type)]
+    assert targets(_bus_event(detail_type)) == {recorder} | ALSO.get(detail_type, set())
 
 
 @pytest.mark.parametrize("detail_type", UNCLAIMED)
 def test_unclaimed_event_types_land_on_the_timeline_only(detail_type: str) -> None:
-    assert _targets(detail_type) == {"TimelineFunction"}
+    assert targets(_bus_event(detail_type)) == {FUNCTION_OF_FAMILY[EventFamily.TIMELINE]}
 
 
-@pytest.mark.parametrize("detail_type", SAMPLE_TYPES)
-def test_every_sample_event_type_lands_on_exactly_one_family_function(detail_type: str) -> None:
-    assert len(_targets(detail_type) - ALSO.get(detail_type, set())) == 1
+def test_every_family_has_exactly_one_function() -> None:
+    assert sorted(families().values()) == sorted(EventFamily)
+
+
+@pytest.mark.parametrize("function", sorted(families()))
+def test_each_function_family_is_its_primary_rule_list(function: str) -> None:
+    pattern = rules()[function]["Telnyx"]
+    assert pattern["source"] == ["telnyx"]
+    family = families()[function]
+    if family is EventFamily.TIMELINE:
+        [negation] = pattern["detail-type"]
+        assert sorted(negation["anything-but"]) == sorted(CLAIMED_EVENT_TYPES)
+    else:
+        assert sorted(pattern["detail-type"]) == sorted(FAMILY_EVENTS[family])
+
+
+def test_lane_effects_cover_exactly_the_claimed_event_types() -> None:
+    assert set(EVENT_EFFECTS) == CLAIMED_EVENT_TYPES
+
+
+def test_each_event_type_has_one_family() -> None:
+    claimed = [event_type for event_types in FAMILY_EVENTS.values() for event_type in event_types]
+    assert len(claimed) == len(set(claimed))
+
+
+def test_every_rule_retries_for_an_hour_then_dead_letters() -> None:
+    """What SAM cannot put in Globals is repeated per rule: the same on every one."""
+    checked = 0
+    for name, resource in load_template()["Resources"].items():
+        if resource["Type"] != "AWS::Serverless::Function":
+            continue
+        for event_name, event in resource["Properties"].get("Events", {}).items():
+            if event["Type"] != "EventBridgeRule":
+                continue
+            rule = event["Properties"]
+            where = f"{name}.{event_name}"
+            assert rule["RetryPolicy"] == {"MaximumRetryAttempts": 8, "MaximumEventAgeInSeconds": 3600}, where
+            assert rule["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": ["EventDeadLetterQueue", "Arn"]}}, where
+            checked += 1
+    assert checked == sum(len(events) for events in rules().values())
 
 
 def test_events_from_other_sources_reach_no_telnyx_function() -> None:
-    assert _targets("call.answered", source="somebody.else") == set()
+    assert targets(_bus_event("call.answered", source="somebody.else")) == set()
 
 
-def test_every_family_function_has_a_rule() -> None:
-    assert set(INTENDED) | {"TimelineFunction"} <= set(rule_patterns())
+@pytest.mark.parametrize("environ", [{}, {"EVENT_FAMILY": "calls"}])
+def test_a_function_without_a_known_family_fails_its_cold_start(environ: dict[str, str]) -> None:
+    with pytest.raises(ConfigurationError, match="EVENT_FAMILY"):
+        family_from_env(environ)

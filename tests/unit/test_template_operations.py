@@ -1,13 +1,14 @@
-"""The dashboard and alarms in template.yaml are well-formed and wired to the optional SNS topic."""
+"""The dashboard, alarms and logs in template.yaml: well-formed, wired to the optional SNS topic, retained."""
 
 from __future__ import annotations
 
 import json
 import re
 
-from voicebus_cli.local.template import load_template
+from voicebus_cli.local.template import load_template, resources_with_globals
 
-RESOURCES = load_template()["Resources"]
+TEMPLATE = load_template()
+RESOURCES = TEMPLATE["Resources"]
 
 
 def test_dashboard_body_is_json_once_substituted() -> None:
@@ -42,3 +43,13 @@ def test_every_alarm_notifies_the_optional_topic() -> None:
     for name, alarm in alarms.items():
         actions = alarm["Properties"]["AlarmActions"]
         assert actions == {"Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]}, name
+
+
+def test_every_function_logs_where_log_retention_days_applies() -> None:
+    functions = {n: r for n, r in resources_with_globals(TEMPLATE).items() if r["Type"] == "AWS::Serverless::Function"}
+    assert functions
+    for name, function in functions.items():
+        group = function["Properties"]["LoggingConfig"]["LogGroup"]
+        assert RESOURCES[group["Ref"]]["Type"] == "AWS::Logs::LogGroup", name
+    log_groups = [r for r in RESOURCES.values() if r["Type"] == "AWS::Logs::LogGroup"]
+    assert all(group["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"} for group in log_groups)

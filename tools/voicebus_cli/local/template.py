@@ -55,6 +55,40 @@ def load_template(path: Path = TEMPLATE_FILE) -> dict[str, Any]:
     return document
 
 
+# Resource type -> its section under Globals (the types whose Globals the local stack reads).
+_GLOBALS_SECTIONS = {"AWS::Serverless::Function": "Function"}
+
+
+def merge_globals(global_value: Any, own_value: Any) -> Any:
+    """SAM's rule for one property: maps merge (the resource's keys win), lists add up, scalars override."""
+    if isinstance(global_value, dict) and isinstance(own_value, dict) and not _is_intrinsic(own_value):
+        merged = dict(global_value)
+        for key, value in own_value.items():
+            merged[key] = merge_globals(global_value[key], value) if key in global_value else value
+        return merged
+    if isinstance(global_value, list) and isinstance(own_value, list):
+        return [*global_value, *own_value]
+    return own_value
+
+
+def _is_intrinsic(value: dict[str, Any]) -> bool:
+    key = next(iter(value)) if len(value) == 1 else ""
+    return key == "Ref" or key.startswith("Fn::")
+
+
+def resources_with_globals(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The template's resources with Globals applied, as SAM's transform sees them."""
+    resources: dict[str, dict[str, Any]] = {}
+    for logical, resource in template.get("Resources", {}).items():
+        section = _GLOBALS_SECTIONS.get(resource.get("Type", ""))
+        global_properties = template.get("Globals", {}).get(section, {}) if section else {}
+        if global_properties:
+            properties = merge_globals(global_properties, resource.get("Properties", {}))
+            resource = {**resource, "Properties": properties}
+        resources[logical] = resource
+    return resources
+
+
 @dataclass
 class Stack:
     """The template bound to local names: resolves intrinsics the way CloudFormation would."""
@@ -69,7 +103,8 @@ class Stack:
 
     @property
     def resources(self) -> dict[str, dict[str, Any]]:
-        return dict(self.template.get("Resources", {}))
+        """Every resource, functions with Globals applied (Handler, Layers, Environment, ...)."""
+        return resources_with_globals(self.template)
 
     def parameter_value(self, name: str) -> str:
         if name in self.parameters:

@@ -1,10 +1,17 @@
 """The shape every event-family function shares: parse, dedupe on `data.id`, record, act.
 
 A family function is three lines: it builds its handler here, optionally with an
-`act` callback for the work beyond recording (archiving, IVR steps). Duplicates are
-caught twice: Powertools idempotency on the webhook's `data.id` skips the whole
-invocation, and the store's conditional writes make a late or repeated event
-harmless even after the idempotency record has expired.
+`act` callback for the work beyond recording (archiving, IVR steps). Its family
+(`EVENT_FAMILY`) says which events it records: one that reaches it through a
+second rule only drives its `act`, so each event type is written by one function
+and a stale lane write always means a late event. Duplicates are caught twice:
+Powertools idempotency on the webhook's `data.id` skips the whole invocation, and
+the store's conditional writes make a late or repeated event harmless even after
+the idempotency record has expired.
+
+Errors decide by branch (voicebus.errors): a `PermanentError` is logged, counted
+(`EventsRefused`) and answered with `refused`, since retrying the same event
+cannot help; anything else propagates, so Lambda and EventBridge retry it.
 """
 
 from __future__ import annotations
@@ -26,8 +33,10 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from voicebus import config
 from voicebus.calls.events import TelnyxBusEvent, TelnyxWebhook
+from voicebus.calls.families import EventFamily, family_from_env, family_of
 from voicebus.calls.recorder import CallEventRecorder, RecordedEvent
 from voicebus.calls.store import CallStore
+from voicebus.errors import PermanentError
 
 # The webhook's id: one id per Telnyx event, whatever the delivery attempt.
 CORRELATION_ID_PATH = "detail.data.id"
@@ -41,11 +50,19 @@ Handler = Callable[[dict[str, Any], LambdaContext], dict[str, Any]]
 class EventConsumer:
     """Built once per container; `handle` runs once per event."""
 
-    def __init__(self, recorder: CallEventRecorder, logger: Logger, metrics: Metrics, act: Act | None = None) -> None:
+    def __init__(
+        self,
+        recorder: CallEventRecorder,
+        family: EventFamily,
+        logger: Logger,
+        metrics: Metrics,
+        act: Act | None = None,
+    ) -> None:
         self.recorder = recorder
         self.logger = logger
         self.metrics = metrics
         self.act = act
+        self.family = family
         self._context: LambdaContext | None = None
         self.idempotency = IdempotencyConfig(
             event_key_jmespath="data.id", expires_after_seconds=IDEMPOTENCY_EXPIRY_SECONDS
@@ -54,6 +71,10 @@ class EventConsumer:
         self._process_once = idempotent_function(
             data_keyword_argument="webhook", config=self.idempotency, persistence_store=persistence
         )(self._process)
+
+    def records(self, event_type: str) -> bool:
+        """Whether this function records `event_type` (else it only acts on it)."""
+        return family_of(event_type) is self.family
 
     def handle(self, event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         self.idempotency.register_lambda_context(context)
@@ -70,27 +91,46 @@ class EventConsumer:
         return result
 
     def _process(self, webhook: TelnyxWebhook) -> dict[str, Any]:
-        recorded = self.recorder.record(webhook.data)
-        self.metrics.add_dimension(name="EventType", value=recorded.event_type)
+        data = webhook.data
+        self.metrics.add_dimension(name="EventType", value=data.event_type)
+        recorded = RecordedEvent.unrecorded(data)
+        try:
+            if self.records(data.event_type):
+                recorded = self.recorder.record(data)
+                self._count(recorded)
+            outcome = None
+            if self.act is not None:
+                assert self._context is not None, "handle() registers the context before processing"
+                outcome = self.act(webhook, recorded, self._context)
+        except PermanentError as error:
+            # The same event would fail the same way on every retry: answer it instead.
+            return self._refuse(recorded, error)
+        self.logger.info(
+            "event recorded" if recorded.recorded else "event acted on (its family records it)",
+            extra={"lanes_written": recorded.lanes_written, "lanes_stale": recorded.lanes_stale},
+        )
+        return {**_summary(recorded), **(outcome or {})}
+
+    def _count(self, recorded: RecordedEvent) -> None:
         self.metrics.add_metric(name="EventsRecorded", unit=MetricUnit.Count, value=1)
         if recorded.lanes_stale:
             # An older event arrived after a newer one: expected, counted, not an error.
             self.metrics.add_metric(name="StaleLaneWrites", unit=MetricUnit.Count, value=len(recorded.lanes_stale))
-        outcome = None
-        if self.act is not None:
-            assert self._context is not None, "handle() registers the context before processing"
-            outcome = self.act(webhook, recorded, self._context)
-        self.logger.info(
-            "event recorded",
-            extra={"lanes_written": recorded.lanes_written, "lanes_stale": recorded.lanes_stale},
-        )
-        return {
-            "event_id": recorded.event_id,
-            "event_type": recorded.event_type,
-            "lanes_written": recorded.lanes_written,
-            "lanes_stale": recorded.lanes_stale,
-            **(outcome or {}),
-        }
+
+    def _refuse(self, recorded: RecordedEvent, error: PermanentError) -> dict[str, Any]:
+        self.logger.exception("event refused: retrying it cannot help", extra={"error_type": type(error).__name__})
+        self.metrics.add_metric(name="EventsRefused", unit=MetricUnit.Count, value=1)
+        return {**_summary(recorded), "refused": {"error": type(error).__name__, "reason": str(error)}}
+
+
+def _summary(recorded: RecordedEvent) -> dict[str, Any]:
+    return {
+        "event_id": recorded.event_id,
+        "event_type": recorded.event_type,
+        "recorded": recorded.recorded,
+        "lanes_written": recorded.lanes_written,
+        "lanes_stale": recorded.lanes_stale,
+    }
 
 
 def store_from_env() -> CallStore:
@@ -99,10 +139,10 @@ def store_from_env() -> CallStore:
 
 
 def build_handler(act: Act | None = None) -> Handler:
-    """The Lambda handler of one event-family function (service name from POWERTOOLS_SERVICE_NAME)."""
+    """The Lambda handler of one event-family function (EVENT_FAMILY; service name from POWERTOOLS_SERVICE_NAME)."""
     logger = Logger()
     metrics = Metrics()
-    consumer = EventConsumer(CallEventRecorder(store_from_env()), logger, metrics, act)
+    consumer = EventConsumer(CallEventRecorder(store_from_env()), family_from_env(), logger, metrics, act)
 
     @logger.inject_lambda_context(correlation_id_path=CORRELATION_ID_PATH, clear_state=True)
     @metrics.log_metrics

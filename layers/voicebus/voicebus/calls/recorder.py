@@ -3,7 +3,8 @@
 This is the one table to read to know what voicebus remembers of an event. Events
 no family claims (call.hold, call.machine.*, conference.*, ...) still land on the
 timeline; everything with a call_control_id also updates the call's identity and
-its client_state.
+its client_state. Which function records an event is voicebus.calls.families'
+business: EVENT_EFFECTS has an entry for exactly the event types a family claims.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from typing import Any
 
 from voicebus.calls import client_state
 from voicebus.calls.events import CallPayload, WebhookData, occurred_key
-from voicebus.calls.store import STATUS_RANK, CallStatus, CallStore, EventRef, Feature, call_pk
+from voicebus.calls.records import STATUS_RANK, CallStatus, Feature
+from voicebus.calls.store import CallStore, EventRef, call_pk
 
 
 @dataclass(frozen=True)
@@ -26,13 +28,23 @@ class LaneUpdate:
 
 @dataclass(frozen=True)
 class RecordedEvent:
-    """What recording one event changed: useful to logs, tests and the functions that act next."""
+    """What recording one event changed: useful to logs, tests and the functions that act next.
+
+    `recorded` is False when the event reached a function of another family (through
+    its second rule): that function acts on it, and the event's own family records it.
+    """
 
     event_id: str
     event_type: str
     subject: str
     lanes_written: list[str] = field(default_factory=list)
     lanes_stale: list[str] = field(default_factory=list)
+    recorded: bool = True
+
+    @classmethod
+    def unrecorded(cls, data: WebhookData) -> RecordedEvent:
+        """An event this function acts on but leaves to its own family to record."""
+        return cls(data.id, data.event_type, subject_key(data.payload), recorded=False)
 
 
 def _status(status: CallStatus, *detail_fields: str) -> Callable[[CallPayload], list[LaneUpdate]]:
@@ -54,41 +66,35 @@ def _feature(feature: Feature, state: str, *detail_fields: str) -> Callable[[Cal
     return effect
 
 
+# In voicebus.calls.families' order: call control, media, recording, fork, streaming,
+# live transcription, refer, SIPREC.
 EVENT_EFFECTS: dict[str, Callable[[CallPayload], list[LaneUpdate]]] = {
-    # call control
     "call.initiated": _status(CallStatus.INITIATED),
     "call.answered": _status(CallStatus.ANSWERED),
     "call.bridged": _status(CallStatus.BRIDGED),
     "call.hangup": _status(CallStatus.HUNG_UP, "hangup_cause", "hangup_source", "sip_hangup_cause"),
     "call.gather.ended": _feature(Feature.GATHER, "ended", "status", "digits"),
     "call.dtmf.received": _feature(Feature.DTMF, "received", "digit"),
-    # media
     "call.playback.started": _feature(Feature.PLAYBACK, "started", "media_url", "media_name"),
     "call.playback.ended": _feature(Feature.PLAYBACK, "ended", "status", "media_url", "media_name"),
     "call.speak.started": _feature(Feature.SPEAK, "started"),
     "call.speak.ended": _feature(Feature.SPEAK, "ended", "status"),
-    # recording
     "call.recording.saved": _feature(Feature.RECORDING, "saved", "recording_id", "channels"),
     "call.recording.error": _feature(Feature.RECORDING, "error", "reason", "recording_id"),
     "call.recording.transcription.saved": _feature(
         Feature.TRANSCRIPTION, "recording_transcript_saved", "recording_id", "transcription_id", "status"
     ),
-    # fork
     "call.fork.started": _feature(Feature.FORK, "started", "stream_type"),
     "call.fork.stopped": _feature(Feature.FORK, "stopped", "stream_type"),
-    # streaming
     "streaming.started": _feature(Feature.STREAMING, "started", "stream_id", "stream_url", "stream_type"),
     "streaming.stopped": _feature(Feature.STREAMING, "stopped", "stream_id", "stream_url", "stream_type"),
     "streaming.failed": _feature(
         Feature.STREAMING, "failed", "stream_id", "stream_url", "stream_type", "failure_reason", "stream_params"
     ),
-    # live transcription
     "call.transcription": _feature(Feature.TRANSCRIPTION, "receiving"),
-    # refer
     "call.refer.started": _feature(Feature.REFER, "started", "sip_notify_response", "to"),
     "call.refer.completed": _feature(Feature.REFER, "completed", "sip_notify_response", "to"),
     "call.refer.failed": _feature(Feature.REFER, "failed", "sip_notify_response", "to"),
-    # SIPREC
     "siprec.started": _feature(Feature.SIPREC, "started"),
     "siprec.stopped": _feature(Feature.SIPREC, "stopped", "hangup_cause"),
     "siprec.failed": _feature(Feature.SIPREC, "failed", "failure_cause", "failure_reason"),
