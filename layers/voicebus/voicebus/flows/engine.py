@@ -31,9 +31,16 @@ from pydantic import JsonValue
 from voicebus.calls.events import CallPayload, WebhookData
 from voicebus.commands.validation import CallCommand
 from voicebus.flows.loader import FlowCatalog
-from voicebus.flows.models import (
+from voicebus.flows.models import Flow
+from voicebus.flows.position import (
+    FlowPosition,
+    FlowState,
+    FlowStatus,
+    StoredFlowState,
+    position_from_client_state,
+)
+from voicebus.flows.steps import (
     AnswerStep,
-    Flow,
     FlowStep,
     MenuStep,
     PlayStep,
@@ -41,13 +48,6 @@ from voicebus.flows.models import (
     SetClientStateStep,
     SpeakStep,
     StepKind,
-)
-from voicebus.flows.position import (
-    FlowPosition,
-    FlowState,
-    FlowStatus,
-    StoredFlowState,
-    position_from_client_state,
 )
 
 FLOW_EVENTS = frozenset(

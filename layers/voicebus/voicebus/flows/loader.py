@@ -26,7 +26,8 @@ from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from voicebus.commands.validation import InvalidCommandError
-from voicebus.flows.models import DEFAULT_FLOW, STEP_TYPES, Flow, FlowProblem, params_field
+from voicebus.flows.models import DEFAULT_FLOW, Flow, FlowProblem
+from voicebus.flows.steps import STEP_TYPES, params_field
 
 FLOW_FILE_PATTERN = "*.yaml"
 VARIABLE_PREFIX = "FLOW_"
