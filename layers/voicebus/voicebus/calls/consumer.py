@@ -30,6 +30,7 @@ from aws_lambda_powertools.utilities.idempotency import (
 )
 from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import ValidationError
 
 from voicebus import config
 from voicebus.calls.events import TelnyxBusEvent, TelnyxWebhook
@@ -79,7 +80,11 @@ class EventConsumer:
     def handle(self, event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         self.idempotency.register_lambda_context(context)
         self._context = context
-        webhook = parse(event=event, model=TelnyxBusEvent).detail
+        try:
+            webhook = parse(event=event, model=TelnyxBusEvent).detail
+        except ValidationError as error:
+            # The ingress only checks the envelope; a payload this model refuses fails on every retry.
+            return self._refuse_unparsed(event, MalformedEventError(_first_problem(error)))
         payload = webhook.data.payload
         self.logger.append_keys(
             webhook_id=webhook.data.id,
@@ -121,6 +126,28 @@ class EventConsumer:
         self.logger.exception("event refused: retrying it cannot help", extra={"error_type": type(error).__name__})
         self.metrics.add_metric(name="EventsRefused", unit=MetricUnit.Count, value=1)
         return {**_summary(recorded), "refused": {"error": type(error).__name__, "reason": str(error)}}
+
+    def _refuse_unparsed(self, event: dict[str, Any], error: MalformedEventError) -> dict[str, Any]:
+        self.logger.warning("event refused: it does not parse", extra={"reason": str(error)})
+        self.metrics.add_metric(name="EventsRefused", unit=MetricUnit.Count, value=1)
+        detail = event.get("detail")
+        data = detail.get("data") if isinstance(detail, dict) else None
+        event_id = data.get("id") if isinstance(data, dict) else None
+        return {
+            "event_id": event_id,
+            "recorded": False,
+            "refused": {"error": type(error).__name__, "reason": str(error)},
+        }
+
+
+class MalformedEventError(PermanentError):
+    """The bus event is not a Telnyx webhook this function can read; retrying it cannot help."""
+
+
+def _first_problem(error: ValidationError) -> str:
+    first = error.errors(include_url=False)[0]
+    where = ".".join(str(part) for part in first["loc"]) or "event"
+    return f"{where}: {first['msg']} ({error.error_count()} problem(s))"
 
 
 def _summary(recorded: RecordedEvent) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from voicebus.commands.validation import InvalidCommandError
+from voicebus.errors import PermanentError
 from voicebus.flows.models import DEFAULT_FLOW, Flow, FlowProblem
 from voicebus.flows.steps import STEP_TYPES, params_field
 
@@ -36,7 +37,7 @@ _MAX_MESSAGE = 240
 _MAX_SHOWN_INPUT = 60
 
 
-class FlowLoadError(ValueError):
+class FlowLoadError(PermanentError, ValueError):
     """A flow file (or the set of them) cannot be used; the message names the file and what is wrong."""
 
     def __init__(self, path: Path | str, problems: Sequence[FlowProblem]) -> None:
