@@ -38,6 +38,7 @@ validate: setup
 
 build: setup
 	$(PY) -m voicebus_cli check-flows
+	$(PY) -m voicebus_cli command-schemas --check
 	$(SAM) build
 
 unit: setup

@@ -15,11 +15,15 @@ from botocore.client import BaseClient
 from tests.support.bus import BusTap
 from tests.support.requests import answer, envelope, signed_event
 from voicebus.bus import MAX_WEBHOOK_BYTES
+from voicebus.ingress.publisher import WebhookPublisher
 from voicebus.ingress.signature import SIGNATURE_HEADER, TIMESTAMP_HEADER
 from voicebus_cli.local.functions import LoadedFunction
 from voicebus_cli.local.provision import ProvisionedStack
 from voicebus_cli.testkey import TestKeyPair
 from voicebus_cli.webhooks import api_gateway_event, compact
+
+TELNYX_ANSWER_BUDGET_SECONDS = 1.5
+"""Telnyx waits about 2 s for an answer; the ingress keeps half a second for everything but the put."""
 
 pytestmark = pytest.mark.integration
 
@@ -238,28 +242,41 @@ def events_client(function: LoadedFunction) -> BaseClient:
 
 @dataclass(frozen=True)
 class PutBudget:
-    """What the client's config allows a put: attempts, and each attempt's timeouts."""
+    """What the ingress allows a put: attempts (the publisher's times the client's), and each one's timeouts."""
 
     attempts: int
+    client_attempts: int
     connect_timeout: float
     read_timeout: float
 
     @classmethod
-    def of(cls, client: BaseClient) -> PutBudget:
-        config = client.meta.config  # botocore sets these attributes at run time; the stubs omit them
+    def of(cls, function: LoadedFunction) -> PutBudget:
+        config = events_client(function).meta.config  # botocore sets these at run time; the stubs omit them
         retries: dict[str, Any] = getattr(config, "retries")  # noqa: B009
         assert retries["mode"] == "standard", "worst_case_seconds is standard mode's bound"
+        client_attempts = int(retries["total_max_attempts"])
+        publisher: WebhookPublisher = function.module.ingress.publisher
         return cls(
-            int(retries["total_max_attempts"]),
+            publisher.attempts * client_attempts,
+            client_attempts,
             float(getattr(config, "connect_timeout")),  # noqa: B009
             float(getattr(config, "read_timeout")),  # noqa: B009
         )
 
     @property
     def worst_case_seconds(self) -> float:
-        """Every attempt's timeouts, plus standard mode's waits: at most min(2 ** i, 20) s before retry i + 1."""
-        waits = sum(min(2.0**retry, 20.0) for retry in range(self.attempts - 1))
+        """Every attempt's timeouts, plus standard mode's waits between the client's own retries (if any):
+        at most min(2 ** i, 20) s before retry i + 1. The publisher tries again at once."""
+        waits = sum(min(2.0**retry, 20.0) for retry in range(self.client_attempts - 1))
         return self.attempts * (self.connect_timeout + self.read_timeout) + waits
+
+
+def test_the_ingress_put_cannot_outlast_telnyxs_answer_budget(stack: ProvisionedStack) -> None:
+    function = stack.functions["IngressFunction"]
+    budget = PutBudget.of(LoadedFunction("IngressFunction", function.code_uri, function.handler, function.environment))
+
+    assert budget.attempts >= 2, "one lost answer must not make Telnyx wait for its own retry"
+    assert budget.worst_case_seconds <= TELNYX_ANSWER_BUDGET_SECONDS
 
 
 def test_unresponsive_bus_answers_503_within_the_ingress_clients_timeouts(
@@ -272,7 +289,7 @@ def test_unresponsive_bus_answers_503_within_the_ingress_clients_timeouts(
     env = {**function.environment, "AWS_ENDPOINT_URL": endpoint.url}
     try:
         broken = LoadedFunction("IngressFunction", function.code_uri, function.handler, env)
-        budget = PutBudget.of(events_client(broken))
+        budget = PutBudget.of(broken)
 
         started = time.monotonic()
         status, body = answer(broken.invoke(signed_event(test_key, envelope())))

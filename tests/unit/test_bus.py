@@ -28,16 +28,29 @@ def test_one_entry_with_the_body_unchanged() -> None:
     stubber.assert_no_pending_responses()
 
 
-def test_partial_failure_is_a_publish_error() -> None:
+def test_an_entry_refused_every_time_is_a_publish_error_after_every_attempt() -> None:
     publisher, stubber = _publisher()
     failed = {"FailedEntryCount": 1, "Entries": [{"ErrorCode": "ThrottlingException", "ErrorMessage": "slow down"}]}
-    stubber.add_response("put_events", failed)
+    for _ in range(publisher.attempts):
+        stubber.add_response("put_events", failed)
     with stubber, pytest.raises(PublishError, match="ThrottlingException"):
         publisher.publish(WEBHOOK, BODY)
+    stubber.assert_no_pending_responses()
 
 
-def test_client_error_is_a_publish_error() -> None:
+def test_a_client_error_every_time_is_a_publish_error_after_every_attempt() -> None:
     publisher, stubber = _publisher()
-    stubber.add_client_error("put_events", "InternalException", http_status_code=500)
+    for _ in range(publisher.attempts):
+        stubber.add_client_error("put_events", "InternalException", http_status_code=500)
     with stubber, pytest.raises(PublishError, match="PutEvents failed: InternalException"):
         publisher.publish(WEBHOOK, BODY)
+    stubber.assert_no_pending_responses()
+
+
+def test_one_failed_attempt_is_tried_again_at_once() -> None:
+    publisher, stubber = _publisher()
+    stubber.add_client_error("put_events", "InternalException", http_status_code=500)
+    stubber.add_response("put_events", {"FailedEntryCount": 0, "Entries": [{"EventId": "e"}]})
+    with stubber:
+        publisher.publish(WEBHOOK, BODY)
+    stubber.assert_no_pending_responses()

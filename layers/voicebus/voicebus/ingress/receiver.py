@@ -50,7 +50,7 @@ class WebhookIngress:
         metrics: Metrics,
     ) -> None:
         self._verifier = verifier
-        self._publisher = publisher
+        self.publisher = publisher
         self._max_body_bytes = max_body_bytes
         self._logger = logger
         self._metrics = metrics
@@ -95,7 +95,7 @@ class WebhookIngress:
             call_session_id=webhook.call_session_id,
         )
         try:
-            self._publisher.publish(webhook, text)
+            self.publisher.publish(webhook, text)
         except PublishError as exc:
             self._logger.error("webhook not published; Telnyx will retry", extra={"error": str(exc)})
             self._metrics.add_metric(name="PutEventsFailed", unit=MetricUnit.Count, value=1)
