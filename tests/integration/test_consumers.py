@@ -336,23 +336,3 @@ def test_an_event_of_another_family_is_acted_on_but_not_recorded(
     assert [recorded.recorded for recorded in seen] == [False]
     assert call_store.get_call(script.call_control_id) is None
     assert call_store.timeline(script.call_control_id) == []
-
-
-def test_an_event_whose_payload_does_not_parse_is_refused_not_retried(
-    consumer_env: dict[str, str], call_store: CallStore, capsys: pytest.CaptureFixture[str]
-) -> None:
-    act = RaisingAct(RuntimeError("never reached"))
-    handler = build_handler(act=act)
-    script = CallScript()
-    event = as_bus_event(script.event("call.recording.saved"))
-    event["detail"]["data"]["payload"]["recording_started_at"] = "not a time"  # the model refuses it, always
-
-    answer = _invoke(handler, event)
-
-    assert answer["refused"]["error"] == "MalformedEventError"
-    assert "recording_started_at" in answer["refused"]["reason"]
-    assert answer["event_id"] == event["detail"]["data"]["id"]
-    assert act.calls == 0
-    assert call_store.get_call(script.call_control_id) is None
-    refused = [r["EventsRefused"] for r in _emf_metrics(capsys.readouterr().out) if "EventsRefused" in r]
-    assert refused == [1.0]
