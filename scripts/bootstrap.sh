@@ -51,6 +51,18 @@ if [ ! -x .tools/uv/bin/uv ]; then
 fi
 UV=.tools/uv/bin/uv
 
+# Earlier bootstraps put the packages on the path with a .pth file and wrote a shell
+# wrapper as .venv/bin/voicebus; the editable install below replaces both.
+if [ -d .venv/lib ]; then
+    find .venv/lib -path '*/site-packages/voicebus-dev.pth' -delete
+fi
+if [ -f .venv/bin/voicebus ] && grep -q 'exec "$(dirname "$0")/python" -m voicebus_cli' .venv/bin/voicebus; then
+    rm -f .venv/bin/voicebus
+fi
+
+# The project itself is installed editable (hatchling, see pyproject.toml): the layer
+# package and the developer CLI import from the working tree, and `voicebus` is the
+# console script from [project.scripts].
 echo "bootstrap: syncing .venv from uv.lock"
 UV_PROJECT_ENVIRONMENT=.venv "$UV" sync --quiet --python "$PY313" --locked
 
@@ -69,14 +81,3 @@ fi
 # `sam build` looks for python3.13 (with pip) on PATH; the Makefile puts .tools/bin first.
 mkdir -p .tools/bin
 ln -sf "$PY313" .tools/bin/python3.13
-
-# The layer package and the developer tools, importable from the venv (python -m voicebus_cli).
-SITE="$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
-printf '%s\n' "$PWD/layers/voicebus" "$PWD/tools" > "$SITE/voicebus-dev.pth"
-
-# `voicebus redrive`, `voicebus call`, ...: the developer CLI on the venv's PATH.
-cat > .venv/bin/voicebus <<'SCRIPT'
-#!/usr/bin/env bash
-exec "$(dirname "$0")/python" -m voicebus_cli "$@"
-SCRIPT
-chmod +x .venv/bin/voicebus

@@ -1,49 +1,59 @@
-"""`python -m voicebus_cli <command>`: the developer commands behind the Makefile."""
+"""voicebus: the developer and operator commands (`voicebus COMMAND --help` for each).
+
+Exit codes: 0 success, 1 the operation failed, 2 usage error. Errors are one line on stderr.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
-import time
+from importlib import metadata
 from pathlib import Path
 
-from voicebus.config import ConfigurationError
-from voicebus.ingress.signature import sign
-from voicebus_cli.operations import Target, TargetError, print_redrive, redrive, resolve_target, show_call
-from voicebus_cli.testkey import load_test_key
-from voicebus_cli.webhooks import BUS_EVENTS_DIR, bus_event, raw_body, resign_event, webhook_event_files
+from voicebus_cli.cli_errors import FAILED, SUCCESS, USAGE, describe, quiet_broken_pipe
+from voicebus_cli.operations import Target, configure_aws, resolve_target
+from voicebus_cli.testkey import ROOT
+
+RESIGNED_DIR = ROOT / ".voicebus" / "events" / "webhooks"
+
+
+def version() -> str:
+    try:
+        return metadata.version("voicebus")
+    except metadata.PackageNotFoundError:  # run from a checkout that was never `uv sync`ed
+        return "unknown (not installed)"
 
 
 def _sign(args: argparse.Namespace) -> int:
-    """Sign a JSON file as Telnyx would, with the test key, and print headers or a curl command."""
-    key = load_test_key()
-    body = Path(args.file).read_bytes()
-    json.loads(body)  # refuse files that are not JSON before signing them
-    headers = sign(body, key.signing_key, int(time.time()))
-    if args.url:
-        parts = [f"curl -sS -X POST {args.url}", "-H 'content-type: application/json'"]
-        parts += [f"-H '{name}: {value}'" for name, value in headers.items()]
-        parts.append(f"--data-binary @{args.file}")
-        print(" \\\n  ".join(parts))
-    else:
-        print(json.dumps(headers, indent=2))
-    return 0
+    """Sign a JSON file as Telnyx would, with the test key: headers, a curl command, or the request sent."""
+    from voicebus_cli.signing import run_sign
+
+    return run_sign(args.file, args.url, args.send)
 
 
 def _resign_events(args: argparse.Namespace) -> int:
-    """Give events/webhooks/*.json a fresh timestamp and signature (the body is untouched)."""
+    """Write freshly signed copies of events/webhooks/*.json; the committed samples are left as they are."""
+    from voicebus_cli.testkey import load_test_key
+    from voicebus_cli.webhooks import resign_event, webhook_event_files
+
     key = load_test_key()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
     files = webhook_event_files()
     for path in files:
         event = json.loads(path.read_text())
-        path.write_text(json.dumps(resign_event(event, key.signing_key), indent=2) + "\n")
-    print(f"re-signed {len(files)} events in {files[0].parent if files else 'events/webhooks'}; valid for 300 s")
-    return 0
+        (out / path.name).write_text(json.dumps(resign_event(event, key.signing_key), indent=2) + "\n")
+    shown = out.relative_to(ROOT) if out.is_relative_to(ROOT) else out
+    print(f"re-signed {len(files)} events into {shown}/ (valid for 300 s), e.g.")
+    print(f"  sam local invoke IngressFunction -e {shown}/call.answered.json --env-vars events/env.json")
+    return SUCCESS
 
 
 def _derive_bus_events(args: argparse.Namespace) -> int:
     """Write events/bus/<event_type>.json from events/webhooks: what each rule hands its function."""
+    from voicebus_cli.webhooks import BUS_EVENTS_DIR, bus_event, raw_body, webhook_event_files
+
     BUS_EVENTS_DIR.mkdir(parents=True, exist_ok=True)
     count = 0
     for path in webhook_event_files():
@@ -53,7 +63,7 @@ def _derive_bus_events(args: argparse.Namespace) -> int:
         (BUS_EVENTS_DIR / path.name).write_text(json.dumps(event, indent=2) + "\n")
         count += 1
     print(f"wrote {count} EventBridge events to {BUS_EVENTS_DIR}")
-    return 0
+    return SUCCESS
 
 
 def _target(args: argparse.Namespace) -> Target:
@@ -69,21 +79,29 @@ def _target(args: argparse.Namespace) -> Target:
 
 
 def _redrive(args: argparse.Namespace) -> int:
-    """Move dead-lettered events back onto the bus, after a fix."""
-    report = redrive(_target(args), dry_run=args.dry_run, limit=args.max)
+    """Hand dead-lettered events back to the targets that failed them, after a fix."""
+    from voicebus_cli.redrive import Selection, print_redrive, redrive
+
+    selection = Selection(rule=args.rule, function=args.function)
+    report = redrive(_target(args), dry_run=args.dry_run, selection=selection, limit=args.max, to_bus=args.to_bus)
     print_redrive(report, args.dry_run)
-    return 1 if report.failed else 0
+    return FAILED if report.failed else SUCCESS
+
+
+def _replay(args: argparse.Namespace) -> int:
+    """Deliver the bus's events of a time window again: from the archive in AWS, the bus record locally."""
+    from voicebus_cli.replay import Window, parse_time, replay
+
+    window = Window(parse_time(args.since, "--since"), parse_time(args.until, "--until"))
+    print(replay(_target(args), window, args.rule))
+    return SUCCESS
 
 
 def _call(args: argparse.Namespace) -> int:
-    """Print a call's state and timeline from DynamoDB."""
-    return show_call(_target(args), args.call_control_id)
+    """Print a call: status, parties, IVR position, commands sent, archive and timeline."""
+    from voicebus_cli.call_view import show_call
 
-
-def _where(parser: argparse.ArgumentParser) -> None:
-    where = parser.add_mutually_exclusive_group()
-    where.add_argument("--stack", help="a deployed stack's name (reads its outputs)")
-    where.add_argument("--local", action="store_true", help="the stack `make local` runs")
+    return show_call(_target(args), args.call_control_id, as_json=args.json)
 
 
 def _check_flows(args: argparse.Namespace) -> int:
@@ -112,46 +130,113 @@ def _demo(args: argparse.Namespace) -> int:
     return run_demo()
 
 
+def _aws_options() -> argparse.ArgumentParser:
+    """--region / --profile, accepted before or after the command name."""
+    options = argparse.ArgumentParser(add_help=False)
+    group = options.add_argument_group("AWS")
+    group.add_argument("--region", default=argparse.SUPPRESS, help="AWS region (else AWS_REGION or the profile's)")
+    group.add_argument("--profile", default=argparse.SUPPRESS, help="AWS named profile (else AWS_PROFILE)")
+    return options
+
+
+def _where(parser: argparse.ArgumentParser) -> None:
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--stack", help="a deployed stack's name (reads its outputs)")
+    where.add_argument("--local", action="store_true", help="the stack `make local` runs (.voicebus/local.json)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    aws = _aws_options()
+    parser = argparse.ArgumentParser(
+        prog="voicebus", description=__doc__, parents=[aws], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--version", action="version", version=f"voicebus {version()}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, summary: str, run: object, *, uses_aws: bool = False) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=summary, description=summary, parents=[aws] if uses_aws else [])
+        sub.set_defaults(run=run)
+        return sub
+
+    sign = command("sign", "sign a JSON body with the test key, as Telnyx would", _sign)
+    sign.add_argument("file", help="the webhook body (JSON)")
+    sign.add_argument("--url", help="print a curl command (shell-quoted) that POSTs the signed file to this URL")
+    sign.add_argument("--send", action="store_true", help="POST it to --url now and print the status and answer")
+
+    resign = command("resign-events", "write freshly signed copies of events/webhooks/*.json", _resign_events)
+    resign.add_argument("--out", default=str(RESIGNED_DIR), help="where the copies go (default: %(default)s)")
+    command("derive-bus-events", "write events/bus/*.json from events/webhooks", _derive_bus_events)
+
+    redrive = command(
+        "redrive", "hand dead-lettered events back to the targets that failed them", _redrive, uses_aws=True
+    )
+    _where(redrive)
+    redrive.add_argument("--queue-url", action="append", help="a dead-letter queue URL (repeatable)")
+    redrive.add_argument("--rule", help="only dead letters of the rule whose name contains RULE")
+    redrive.add_argument("--function", help="only dead letters of the function whose name contains FUNCTION")
+    redrive.add_argument("--to-bus", action="store_true", help="put them back on the bus instead (every rule again)")
+    redrive.add_argument("--bus", help="the event bus name, for --to-bus (instead of --stack/--local)")
+    redrive.add_argument("--dry-run", action="store_true", help="list them and why they failed; change nothing")
+    redrive.add_argument("--max", type=int, default=1000, help="at most this many messages per queue")
+
+    replay = command("replay", "deliver the bus's events of a time window again", _replay, uses_aws=True)
+    _where(replay)
+    replay.add_argument("--since", required=True, help="ISO 8601 start, inclusive (UTC when no zone)")
+    replay.add_argument("--until", required=True, help="ISO 8601 end, exclusive")
+    replay.add_argument("--rule", help="only to the rule whose name contains RULE")
+    replay.add_argument("--bus", help="the event bus name (instead of --stack/--local)")
+
+    call = command("call", "print a call: state, IVR position, commands, archive, timeline", _call, uses_aws=True)
+    call.add_argument("call_control_id")
+    _where(call)
+    call.add_argument("--table", help="the calls table name (instead of --stack/--local)")
+    call.add_argument("--json", action="store_true", help="one JSON document (for jq)")
+
+    command("check-flows", "validate the bundled IVR flows", _check_flows)
+    schemas = command(
+        "command-schemas",
+        "generate layers/voicebus/voicebus/commands/schemas.json from the OpenAPI spec",
+        _command_schemas,
+    )
+    schemas.add_argument("--check", action="store_true", help="exit 1 when the committed file is out of date")
+    command("local", "keep the local stack running for your own experiments", _local)
+    command("demo", "run the local stack and play a call through it", _demo)
+    return parser
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="voicebus", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    sign_parser = commands.add_parser("sign", help="sign a JSON body with the test key, as Telnyx would")
-    sign_parser.add_argument("file")
-    sign_parser.add_argument("--url", help="print a curl command that POSTs the signed file to this URL")
-    sign_parser.set_defaults(run=_sign)
-    commands.add_parser("resign-events", help="re-sign events/webhooks/*.json with the current time").set_defaults(
-        run=_resign_events
-    )
-    commands.add_parser("derive-bus-events", help="write events/bus/*.json from events/webhooks").set_defaults(
-        run=_derive_bus_events
-    )
-    redrive_parser = commands.add_parser("redrive", help="move dead-lettered events back onto the bus")
-    _where(redrive_parser)
-    redrive_parser.add_argument("--bus", help="the event bus name (instead of --stack/--local)")
-    redrive_parser.add_argument("--queue-url", action="append", help="a dead-letter queue URL (repeatable)")
-    redrive_parser.add_argument("--dry-run", action="store_true", help="list what would be redriven, change nothing")
-    redrive_parser.add_argument("--max", type=int, default=1000, help="at most this many messages per queue")
-    redrive_parser.set_defaults(run=_redrive)
-    call_parser = commands.add_parser("call", help="print a call's state and timeline")
-    call_parser.add_argument("call_control_id")
-    _where(call_parser)
-    call_parser.add_argument("--table", help="the calls table name (instead of --stack/--local)")
-    call_parser.set_defaults(run=_call)
-    commands.add_parser("check-flows", help="validate the bundled IVR flows").set_defaults(run=_check_flows)
-    schemas_parser = commands.add_parser(
-        "command-schemas", help="generate layers/voicebus/voicebus/commands/schemas.json from the OpenAPI spec"
-    )
-    schemas_parser.add_argument("--check", action="store_true", help="exit 1 when the committed file is out of date")
-    schemas_parser.set_defaults(run=_command_schemas)
-    commands.add_parser("local", help="keep the local stack running for your own experiments").set_defaults(run=_local)
-    commands.add_parser("demo", help="run the local stack and play a call through it").set_defaults(run=_demo)
-    args = parser.parse_args(argv)
+    """Run one command; returns the exit code (argparse's own exits are returned too)."""
+    parser = build_parser()
     try:
+        args = parser.parse_args(argv)
+    except SystemExit as done:  # --help, --version, or a usage error argparse already printed
+        return done.code if isinstance(done.code, int) else USAGE
+    try:
+        configure_aws(getattr(args, "region", None), getattr(args, "profile", None))
         return int(args.run(args))
-    except (TargetError, ConfigurationError) as error:
-        print(f"voicebus {args.command}: {error}", file=sys.stderr)
-        return 2
+    except BrokenPipeError:
+        quiet_broken_pipe()
+        return SUCCESS
+    except KeyboardInterrupt:
+        return 130
+    except Exception as error:
+        known = describe(error)
+        if known is None:
+            raise
+        message, code = known
+        print(f"voicebus {args.command}: {message}", file=sys.stderr)
+        return code
+
+
+def run() -> None:
+    """The console script: `voicebus ...`."""
+    code = main()
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        quiet_broken_pipe()
+    sys.exit(code)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -1,4 +1,4 @@
-"""`voicebus redrive` and `voicebus call`: operating a deployed stack, or the local one.
+"""Which stack `voicebus redrive`, `replay` and `call` operate on: a deployed one, or the local one.
 
 Where things are comes from one of three places, so the same commands work against
 AWS and against `make local`:
@@ -11,21 +11,30 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+import socket
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import boto3
 
-from voicebus.calls.store import CallStore
+from voicebus_cli.cli_errors import CliError, LocalStackNotRunningError, UsageError
 from voicebus_cli.testkey import ROOT
 
 LOCAL_STATE_FILE = ROOT / ".voicebus" / "local.json"
+STATE_FILE_VARIABLE = "VOICEBUS_LOCAL_STATE_FILE"
+"""Where `--local` reads the local stack's names instead (tests, a second checkout's stack)."""
 
 
-class TargetError(RuntimeError):
+class TargetError(UsageError):
     """The command does not know which stack to talk to."""
+
+
+def configure_aws(region: str | None, profile: str | None) -> None:
+    """`--region` / `--profile`: set on boto3's default session, before any client is made."""
+    if region or profile:
+        boto3.setup_default_session(region_name=region, profile_name=profile)
 
 
 @dataclass
@@ -36,6 +45,13 @@ class Target:
     table_name: str | None = None
     queue_urls: list[str] = field(default_factory=list)
     endpoint_url: str | None = None
+    local: bool = False
+    bus_arn: str | None = None
+    archive_arn: str | None = None
+    # Local stack only: "<FunctionLogicalId>/<EventName>" -> the rule's SQS queue its worker polls.
+    rule_queues: dict[str, str] = field(default_factory=dict)
+    function_arns: dict[str, str] = field(default_factory=dict)
+    bus_record_file: Path | None = None
 
     def apply(self) -> None:
         """Point default boto3 clients at the local stack when that is the target."""
@@ -46,13 +62,61 @@ class Target:
             os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 
 
-def from_stack_outputs(outputs: dict[str, str]) -> Target:
+def from_stack_outputs(outputs: dict[str, Any]) -> Target:
+    record_file = outputs.get("BusRecordFile")
     return Target(
         bus_name=outputs.get("EventBusName"),
         table_name=outputs.get("CallsTableName"),
         queue_urls=[outputs[key] for key in ("EventDeadLetterQueueUrl", "FailedInvocationQueueUrl") if key in outputs],
         endpoint_url=outputs.get("EndpointUrl"),
+        bus_arn=outputs.get("EventBusArn"),
+        archive_arn=outputs.get("EventArchiveArn"),
+        rule_queues=dict(outputs.get("RuleQueues") or {}),
+        function_arns=dict(outputs.get("FunctionArns") or {}),
+        bus_record_file=Path(record_file) if record_file else None,
     )
+
+
+def local_state_file() -> Path:
+    override = os.environ.get(STATE_FILE_VARIABLE)
+    return Path(override) if override else LOCAL_STATE_FILE
+
+
+def load_local_state(state_file: Path | None = None) -> dict[str, Any]:
+    """`.voicebus/local.json`, once its stack is known to answer."""
+    state_file = state_file or local_state_file()
+    if not state_file.exists():
+        raise LocalStackNotRunningError(
+            f"no local stack is running ({state_file} not found): start one with `make local`"
+        )
+    try:
+        state = json.loads(state_file.read_text())
+    except json.JSONDecodeError as error:
+        raise CliError(f"{state_file} is not JSON ({error.msg}): restart the local stack with `make local`") from None
+    if not isinstance(state, dict):
+        raise CliError(f"{state_file} is not a JSON object: restart the local stack with `make local`")
+    endpoint = state.get("EndpointUrl")
+    if not isinstance(endpoint, str) or not endpoint:
+        raise CliError(f"{state_file} names no EndpointUrl: restart the local stack with `make local`")
+    if not endpoint_answers(endpoint):
+        raise LocalStackNotRunningError(
+            f"the local stack is not running: {state_file} names {endpoint}, which does not answer "
+            "(left over from a stopped `make local`; start it again)"
+        )
+    return state
+
+
+def endpoint_answers(url: str, timeout: float = 1.0) -> bool:
+    """True when something accepts a TCP connection at the URL's host and port."""
+    parsed = urllib.parse.urlsplit(url)
+    if not parsed.hostname:
+        return False
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parsed.hostname, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
 
 
 def resolve_target(
@@ -61,12 +125,11 @@ def resolve_target(
     bus: str | None = None,
     table: str | None = None,
     queue_urls: list[str] | None = None,
-    state_file: Path = LOCAL_STATE_FILE,
+    state_file: Path | None = None,
 ) -> Target:
     if local:
-        if not state_file.exists():
-            raise TargetError(f"{state_file} not found: start the local stack with `make local` first")
-        target = from_stack_outputs(json.loads(state_file.read_text()))
+        target = from_stack_outputs(load_local_state(state_file))
+        target.local = True
     elif stack:
         described = boto3.client("cloudformation").describe_stacks(StackName=stack)["Stacks"][0]
         outputs = {item["OutputKey"]: item["OutputValue"] for item in described.get("Outputs", [])}
@@ -79,122 +142,11 @@ def resolve_target(
     return target
 
 
-# ---------------------------------------------------------------------------- redrive
+def redrive(target: Target, *, dry_run: bool, limit: int = 1000) -> Any:
+    """The earlier API, kept for its callers: every dead letter back onto the bus (`--to-bus`).
 
-
-@dataclass(frozen=True)
-class DeadLetter:
-    """One dead-lettered event and where it came from."""
-
-    queue_url: str
-    receipt_handle: str
-    event: dict[str, Any]
-
-
-def original_event(body: str) -> dict[str, Any] | None:
-    """The EventBridge event inside a dead letter: a rule DLQ holds it as is, a Lambda
-    on-failure destination wraps it as `requestPayload`."""
-    try:
-        message = json.loads(body)
-    except json.JSONDecodeError:
-        return None
-    if not isinstance(message, dict):
-        return None
-    event = message.get("requestPayload", message)
-    if isinstance(event, dict) and {"source", "detail-type", "detail"} <= set(event):
-        return event
-    return None
-
-
-def dead_letters(queue_url: str, limit: int, visibility_seconds: int = 60) -> Iterator[DeadLetter]:
-    """Messages from one queue, each hidden for `visibility_seconds` while it is handled."""
-    sqs = boto3.client("sqs")
-    seen = 0
-    while seen < limit:
-        batch = sqs.receive_message(
-            QueueUrl=queue_url,
-            MaxNumberOfMessages=min(10, limit - seen),
-            VisibilityTimeout=visibility_seconds,
-            WaitTimeSeconds=0,
-        ).get("Messages", [])
-        if not batch:
-            return
-        for message in batch:
-            seen += 1
-            event = original_event(message["Body"])
-            if event is None:
-                print(f"skipped (not an EventBridge event): {message['MessageId']}")
-                continue
-            yield DeadLetter(queue_url, message["ReceiptHandle"], event)
-
-
-@dataclass
-class RedriveReport:
-    redriven: int = 0
-    would_redrive: int = 0
-    failed: int = 0
-    by_type: dict[str, int] = field(default_factory=dict)
-
-
-def redrive(target: Target, *, dry_run: bool, limit: int = 1000) -> RedriveReport:
-    """Put dead-lettered events back on the bus (same source, detail-type, detail), then delete them.
-
-    Consumers are idempotent on the webhook's data.id, so an event redriven to a
-    function that had already handled it changes nothing.
+    `voicebus_cli.redrive.redrive` sends each to the target that failed it instead.
     """
-    if not target.bus_name or not target.queue_urls:
-        raise TargetError("redrive needs the bus and the dead-letter queues: --stack, --local, or --bus/--queue-url")
-    sqs = boto3.client("sqs")
-    events = boto3.client("events")
-    report = RedriveReport()
-    for queue_url in target.queue_urls:
-        held: list[str] = []  # a dry run hides what it has seen until the scan ends, then shows it again
-        for letter in dead_letters(queue_url, limit):
-            detail_type = str(letter.event["detail-type"])
-            report.by_type[detail_type] = report.by_type.get(detail_type, 0) + 1
-            if dry_run:
-                report.would_redrive += 1
-                held.append(letter.receipt_handle)
-                continue
-            entry = {
-                "EventBusName": target.bus_name,
-                "Source": letter.event["source"],
-                "DetailType": detail_type,
-                "Detail": json.dumps(letter.event["detail"]),
-            }
-            response = events.put_events(Entries=[entry])  # type: ignore[list-item]
-            if response.get("FailedEntryCount", 0):
-                report.failed += 1  # left in the queue; it becomes visible again
-                continue
-            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=letter.receipt_handle)
-            report.redriven += 1
-        for receipt_handle in held:
-            sqs.change_message_visibility(QueueUrl=queue_url, ReceiptHandle=receipt_handle, VisibilityTimeout=0)
-    return report
+    from voicebus_cli.redrive import redrive as redrive_to_targets
 
-
-def print_redrive(report: RedriveReport, dry_run: bool) -> None:
-    verb = "would redrive" if dry_run else "redrove"
-    count = report.would_redrive if dry_run else report.redriven
-    print(f"{verb} {count} event(s)" + (f", {report.failed} failed (left queued)" if report.failed else ""))
-    for detail_type, number in sorted(report.by_type.items()):
-        print(f"  {detail_type:<44} {number}")
-
-
-# ---------------------------------------------------------------------------- call
-
-
-def show_call(target: Target, call_control_id: str) -> int:
-    """Print a call's state and timeline; 1 when the call is unknown."""
-    if not target.table_name:
-        raise TargetError("call needs the calls table: --stack, --local, or --table")
-    store = CallStore(boto3.client("dynamodb"), target.table_name)
-    record = store.get_call(call_control_id)
-    if record is None:
-        print(f"no call {call_control_id} in {target.table_name}")
-        return 1
-    print(json.dumps(record.model_dump(mode="json", exclude_none=True), indent=2))
-    print("\ntimeline:")
-    for entry in store.timeline(call_control_id):
-        print(f"  {entry.occurred_at}  {entry.event_type:<40} {entry.event_id}")
-    return 0
+    return redrive_to_targets(target, dry_run=dry_run, limit=limit, to_bus=True)

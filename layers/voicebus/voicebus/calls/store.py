@@ -6,6 +6,7 @@ One table, keyed `pk` / `sk` (see the README's "Call state" section):
                                   sk = EVENT#<occurred_at>#<id>  its timeline, one item per event
                                   sk = RECORDING#<recording_id>  one item per recording
                                   sk = TRANSCRIPT#<occurred_at>#<id>  live transcript segments
+                                  sk = COMMAND#<occurred_at>#<command_id>  commands sent, and the answers
 
 Every facet of a call that events change (its status, its client_state, each media
 feature) is a *lane*: a map holding the facet's value and the (occurred_at, rank,
@@ -27,6 +28,7 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from voicebus import config
+from voicebus.calls.commands_log import COMMAND_SK_PREFIX, CommandEntry
 from voicebus.calls.records import CallRecord, Feature, TimelineEntry
 
 if TYPE_CHECKING:
@@ -206,6 +208,25 @@ class CallStore:
     def transcript_segments(self, call_control_id: str) -> list[dict[str, Any]]:
         """The call's final live-transcription segments, in `occurred_at` order."""
         return self._query(call_pk(call_control_id), "TRANSCRIPT#")
+
+    def record_command(self, call_control_id: str, entry: CommandEntry) -> None:
+        """One item per command sent, secrets redacted; a redelivery rewrites the same item (no read)."""
+        self._client.put_item(
+            TableName=self._table,
+            Item={
+                "pk": _attribute(call_pk(call_control_id)),
+                "sk": _attribute(entry.sort_key),
+                **{name: _attribute(value) for name, value in entry.attributes().items()},
+                "expires_at": _attribute(self._expires_at()),
+            },
+        )
+
+    def commands(self, call_control_id: str) -> list[dict[str, Any]]:
+        """The commands sent to the call and Telnyx's answers, in the order of the events that caused them."""
+        items = self._query(call_pk(call_control_id), COMMAND_SK_PREFIX)
+        items.sort(key=lambda item: (item["occurred_at"], item.get("seq", 0)))
+        hidden = {"pk", "sk", "expires_at"}
+        return [{name: value for name, value in item.items() if name not in hidden} for item in items]
 
     def link(self, call_control_id: str, name: str, value: Mapping[str, Any]) -> None:
         """Record where something derived from the call lives (an archived transcript, say).

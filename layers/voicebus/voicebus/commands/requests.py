@@ -6,6 +6,7 @@ a supervisor tool switching roles, a CRM starting a recording. The command is
 validated (`voicebus.commands.validation`), sent with a command_id derived from the
 EventBridge event id, and the outcome is put back as `call.command.succeeded` or
 `call.command.failed` (with the reason), so the requester learns what happened.
+Each answered request is also logged on the call (`CallStore.record_command`).
 """
 
 from __future__ import annotations
@@ -29,11 +30,12 @@ from pydantic import BaseModel, Field, JsonValue
 
 from voicebus import config
 from voicebus.bus import put_entry
+from voicebus.calls.commands_log import CommandEntry, CommandOutcomeKind, CommandSource
 from voicebus.calls.consumer import Handler
 from voicebus.calls.events import occurred_key
 from voicebus.calls.store import CallStore, EventRef
 from voicebus.commands.effects import feature_change
-from voicebus.commands.sender import CommandSender
+from voicebus.commands.sender import CommandOutcome, CommandSender
 from voicebus.commands.validation import parse_command
 from voicebus.errors import PermanentError
 
@@ -84,8 +86,10 @@ class CommandRequestProcessor:
             "call_control_id": request.call_control_id,
             "action": request.action,
         }
+        params: dict[str, Any] = dict(request.params)
         try:
             command = parse_command(request.action, request.params)
+            params = command.body()
             outcome = self._sender.send(
                 request.call_control_id,
                 command,
@@ -94,7 +98,9 @@ class CommandRequestProcessor:
                 remaining_ms=context.get_remaining_time_in_millis,
             )
         except PermanentError as error:  # invalid params, or a request Telnyx refused: retrying cannot help
+            self._log(event, params, None, str(error))
             return self._answer(FAILED, {**answer, "reason": str(error)})
+        self._log(event, params, outcome, outcome.reason)
         answer["command_id"] = outcome.command_id
         if outcome.rejected:
             return self._answer(FAILED, {**answer, "reason": outcome.reason})
@@ -104,6 +110,26 @@ class CommandRequestProcessor:
             ref = EventRef(event.id, COMMAND_DETAIL_TYPE, occurred_key(event.time))
             self._store.advance_lane(request.call_control_id, feature.value, fields, ref)
         return self._answer(SUCCEEDED, answer)
+
+    def _log(
+        self, event: CommandRequestEvent, params: dict[str, Any], outcome: CommandOutcome | None, reason: str | None
+    ) -> None:
+        """The request on the call's command log: what was asked (secrets redacted) and how it ended."""
+        request = event.detail
+        accepted = outcome is not None and outcome.accepted
+        entry = CommandEntry(
+            action=request.action,
+            trigger_id=event.id,
+            occurred_at=occurred_key(event.time),
+            outcome=CommandOutcomeKind.ACCEPTED if accepted else CommandOutcomeKind.REJECTED,
+            source=CommandSource.REQUEST,
+            command_id=outcome.command_id if outcome is not None else None,
+            reason=reason,
+            request_id=request.request_id,
+            attempts=outcome.attempts if outcome is not None else None,
+            params=params,
+        )
+        self._store.record_command(request.call_control_id, entry)
 
     def _answer(self, detail_type: str, detail: dict[str, Any]) -> dict[str, Any]:
         put_entry(self._events, self._bus_name, COMMAND_SOURCE, detail_type, json.dumps(detail))
