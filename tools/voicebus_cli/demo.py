@@ -15,13 +15,11 @@ import hashlib
 import json
 import os
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
 import uuid
 import warnings
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -29,8 +27,8 @@ import boto3
 
 from voicebus.calls.store import CallStore
 from voicebus.ingress.signature import sign
+from voicebus_cli.local.journal import Journal
 from voicebus_cli.local.stack import LocalStack
-from voicebus_cli.local.workers import Invocation
 from voicebus_cli.testkey import ROOT, TestKeyPair, load_test_key
 from voicebus_cli.webhooks import compact, envelope
 
@@ -48,57 +46,6 @@ def post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, dict[str,
         return error.code, json.loads(error.read())
 
 
-@dataclass(order=True)
-class Entry:
-    at: float
-    kind: str = field(compare=False)
-    text: str = field(compare=False)
-
-
-class Journal:
-    """What happened, from every side, in time order."""
-
-    def __init__(self) -> None:
-        self.entries: list[Entry] = []
-        self.invocations: list[Invocation] = []
-        self._handled: set[tuple[str, str]] = set()
-        self._lock = threading.Lock()
-
-    def add(self, kind: str, text: str, at: float | None = None) -> None:
-        with self._lock:
-            self.entries.append(Entry(time.time() if at is None else at, kind, text))
-
-    def invocation(self, run: Invocation) -> None:
-        with self._lock:
-            self.invocations.append(run)
-        event = run.event["detail"]["data"]["event_type"]
-        if run.error:
-            self.add("function run", f"{run.function} on {event}: FAILED (attempt {run.attempt}): {run.error}", run.at)
-            return
-        result = run.result or {}
-        handled = (run.function, run.event["detail"]["data"]["id"])
-        with self._lock:
-            duplicate = handled in self._handled
-            self._handled.add(handled)
-        if duplicate:
-            self.add("function run", f"{run.function} on {event}: a duplicate, answered by idempotency", run.at)
-            return
-        self.add("function run", f"{run.function} on {event}", run.at)
-        if result.get("lanes_written"):
-            self.add("state written", f"{', '.join(result['lanes_written'])} (by {event})", run.at)
-        if result.get("lanes_stale"):
-            stale = ", ".join(result["lanes_stale"])
-            self.add("state kept", f"{stale}: already holds this event or a later one", run.at)
-        for fmt, where in (result.get("archived") or {}).items():
-            self.add("object archived", f"{fmt}: {where.get('s3_uri') or where.get('external')}", run.at)
-        if result.get("transcript"):
-            self.add("object archived", f"transcript: {result['transcript'].get('s3_uri')}", run.at)
-
-    def print(self, started: float) -> None:
-        for entry in sorted(self.entries):
-            print(f"  +{entry.at - started:6.2f}s  {entry.kind:<15} {entry.text}")
-
-
 class TelnyxSide:
     """Plays Telnyx: signs and posts webhooks, echoing the client_state of the last command."""
 
@@ -109,7 +56,6 @@ class TelnyxSide:
         self.call_control_id = f"v3:demo-{uuid.uuid4().hex[:12]}"
         self.session = str(uuid.uuid4())
         self.clock = datetime.now(UTC)
-        self.commands_seen = 0
 
     def webhook(self, event_type: str, **payload: Any) -> dict[str, Any]:
         self.clock += timedelta(milliseconds=400)
@@ -125,28 +71,16 @@ class TelnyxSide:
         return envelope(event_type, payload, occurred_at=self.clock, delivered_to=self.stack.webhook_url)
 
     def deliver(self, webhook: dict[str, Any], note: str = "") -> None:
+        """Sign and post; the stack's journal shows it arrive ("webhook in") with its answer."""
+        if note:
+            self.journal.add("telnyx", f"sends {webhook['data']['event_type']} {note}")
         body = compact(webhook)
-        status, _ = post(self.stack.webhook_url, body, sign(body, self.key.signing_key, int(time.time())))
-        self.journal.add("webhook in", f"{webhook['data']['event_type']} -> HTTP {status}{note}")
+        post(self.stack.webhook_url, body, sign(body, self.key.signing_key, int(time.time())))
 
     def settle(self) -> None:
-        """Wait for every function to finish, then journal the commands Telnyx received."""
+        """Wait for every function to finish (the journal heard the commands they sent)."""
         if not self.stack.wait_until_idle(timeout=60, quiet_for=0.8):
             raise RuntimeError("the functions did not settle within 60 s")
-        assert self.stack.telnyx_api is not None
-        requests = [r for r in self.stack.telnyx_api.requests() if r.call_control_id == self.call_control_id]
-        for request in requests[self.commands_seen :]:
-            detail = {
-                name: request.body.get(name)
-                for name in ("payload", "to", "format", "play_beep")
-                if name in request.body
-            }
-            self.journal.add(
-                "command sent",
-                f"{request.action} {json.dumps(detail)} client_state={json.dumps(request.client_state)}",
-                request.received_at,
-            )
-        self.commands_seen = len(requests)
 
     def _last_client_state(self) -> str | None:
         assert self.stack.telnyx_api is not None
@@ -164,14 +98,14 @@ def play_call(telnyx: TelnyxSide, recording_url: str) -> None:
     telnyx.settle()
     answered = telnyx.webhook("call.answered", **parties)
     telnyx.deliver(answered)
-    telnyx.deliver(answered, "  (Telnyx retried: a duplicate)")
+    telnyx.deliver(answered, "again (Telnyx retried: a duplicate)")
     telnyx.settle()
     telnyx.deliver(telnyx.webhook("call.gather.ended", digits="2", status="valid"))
     telnyx.settle()
     started = telnyx.webhook("call.speak.started")
     ended = telnyx.webhook("call.speak.ended", status="completed")
     telnyx.deliver(ended)
-    telnyx.deliver(started, "  (out of order: sent before speak.ended)")
+    telnyx.deliver(started, "late (out of order: sent before speak.ended)")
     telnyx.settle()
     recording_started = telnyx.clock
     telnyx.deliver(telnyx.webhook("call.hangup", hangup_cause="normal_clearing", hangup_source="caller"))
@@ -211,9 +145,9 @@ def run_demo() -> int:
     with (
         FUNCTION_LOG.open("w") as function_log,
         StorageServer() as storage,
-        LocalStack(on_invocation=journal.invocation, function_output=function_log) as stack,
+        LocalStack(journal=journal, function_output=function_log) as stack,
     ):
-        stack.start(os.environ)  # type: ignore[arg-type]
+        stack.start(os.environ)
         print(f"voicebus demo: local stack {stack.name} up in {time.time() - started:.1f} s")
         print(f"  webhook URL {stack.webhook_url}, AWS (moto) {stack.moto.endpoint_url if stack.moto else '?'}")
         print(f"  function logs in {FUNCTION_LOG.relative_to(ROOT)}\n")

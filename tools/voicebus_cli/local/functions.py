@@ -2,12 +2,16 @@
 
 Each function module is imported under its own name (they are all `app.py`),
 with its environment in place, as Lambda would at cold start; every invocation
-runs with that environment again.
+runs with that environment again. A function may watch a folder of data files
+(the call-control function its `flows/`): when one changes, the module is imported
+again before the next invocation, a new cold start; when that import fails, the
+previous module keeps serving and the failure is reported.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib.util
 import os
 import threading
@@ -15,12 +19,15 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import ModuleType
 from typing import Any, TextIO
 
 from voicebus_cli.testkey import ROOT
 
 Handler = Callable[[dict[str, Any], Any], Any]
+# (function name, the import error or None): told after each re-import of a watched function.
+ReloadCallback = Callable[[str, Exception | None], None]
 # os.environ is process-wide: one invocation at a time, like one Lambda container.
 _ENV_LOCK = threading.RLock()
 
@@ -65,30 +72,81 @@ class LoadedFunction:
     """A function's module, imported once (cold start), invoked many times."""
 
     def __init__(
-        self, name: str, code_uri: str, handler: str, env: Mapping[str, str], stdout: TextIO | None = None
+        self,
+        name: str,
+        code_uri: str | Path,
+        handler: str,
+        env: Mapping[str, str],
+        stdout: TextIO | None = None,
+        watch: Path | None = None,
+        on_reload: ReloadCallback | None = None,
     ) -> None:
         self.name = name
         # Lambda sets this; Powertools idempotency keys records by it, so two functions that
         # consume the same event (same data.id) keep separate records.
         self.env = {"AWS_LAMBDA_FUNCTION_NAME": name, **env}
-        module_name, _, attribute = handler.rpartition(".")
-        path = ROOT / code_uri / f"{module_name.replace('.', '/')}.py"
-        spec = importlib.util.spec_from_file_location(f"voicebus_function_{name}_{uuid.uuid4().hex}", path)
-        if spec is None or spec.loader is None:
-            raise ImportError(f"cannot load {path}")
-        self.module: ModuleType = importlib.util.module_from_spec(spec)
+        module_name, _, self._attribute = handler.rpartition(".")
+        self.path = ROOT / code_uri / f"{module_name.replace('.', '/')}.py"
         # Where the function's logs and metrics go (CloudWatch, in AWS); stdout unless told otherwise.
         self._stdout = stdout
+        self._watch = watch
+        self._on_reload = on_reload
+        self._fingerprint = fingerprint(watch) if watch is not None else ""
+        self.module, self._handler = self._import()
+
+    def _import(self) -> tuple[ModuleType, Handler]:
+        spec = importlib.util.spec_from_file_location(f"voicebus_function_{self.name}_{uuid.uuid4().hex}", self.path)
+        if spec is None or spec.loader is None:
+            raise ImportError(f"cannot load {self.path}")
+        module = importlib.util.module_from_spec(spec)
         with environment(self.env), self._output():
-            spec.loader.exec_module(self.module)
-        self._handler: Handler = getattr(self.module, attribute)
+            spec.loader.exec_module(module)
+        handler: Handler = getattr(module, self._attribute)
+        return module, handler
+
+    def refresh(self) -> bool:
+        """Import the module again if a watched file changed since the last import; True when it did.
+
+        A failed import keeps the previous module (and is reported); the next change is tried again.
+        """
+        if self._watch is None:
+            return False
+        with _ENV_LOCK:
+            current = fingerprint(self._watch)
+            if current == self._fingerprint:
+                return False
+            self._fingerprint = current
+            try:
+                self.module, self._handler = self._import()
+            except Exception as exc:
+                if self._on_reload is not None:
+                    self._on_reload(self.name, exc)
+                return False
+        if self._on_reload is not None:
+            self._on_reload(self.name, None)
+        return True
 
     def invoke(self, event: dict[str, Any]) -> Any:
+        self.refresh()
         with environment(self.env), self._output():
             return self._handler(event, LocalContext(function_name=self.name))
 
     def _output(self) -> contextlib.AbstractContextManager[Any]:
         return contextlib.redirect_stdout(self._stdout) if self._stdout else contextlib.nullcontext()
+
+
+def fingerprint(directory: Path) -> str:
+    """Names, times and contents of every file under `directory`: changes when any of them does."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in directory.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+        try:
+            stat = path.stat()
+            content = path.read_bytes()
+        except OSError:
+            continue  # removed while we looked: the next look sees it gone
+        digest.update(f"{path.relative_to(directory)}\0{stat.st_mtime_ns}\0{stat.st_size}\0".encode())
+        digest.update(hashlib.sha256(content).digest())
+    return digest.hexdigest()
 
 
 class IdempotencyWatch:

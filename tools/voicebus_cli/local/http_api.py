@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -15,11 +19,26 @@ from voicebus_cli.webhooks import api_gateway_event
 MAX_REQUEST_BYTES = 10 * 1024 * 1024
 
 
+@dataclass(frozen=True)
+class Exchange:
+    """One request to the API and the answer it got: what the timeline shows as "webhook in"."""
+
+    method: str
+    path: str
+    body: bytes
+    status: int
+    answer: bytes
+    at: float
+
+
 class LocalHttpApi:
     """Turns HTTP requests into payload 2.0 events for one function, one at a time."""
 
-    def __init__(self, function: LoadedFunction, port: int = 0) -> None:
+    def __init__(
+        self, function: LoadedFunction, port: int = 0, on_exchange: Callable[[Exchange], None] | None = None
+    ) -> None:
         self.function = function
+        self.on_exchange = on_exchange
         api = self
 
         class RequestHandler(BaseHTTPRequestHandler):
@@ -65,11 +84,20 @@ class LocalHttpApi:
         event = api_gateway_event(
             body, dict(request.headers.items()), base64_body=not is_text, method=request.command, path=path
         )
-        with self._lock:
-            result = self.function.invoke(event)
-        payload = result.get("body") or ""
-        raw = base64.b64decode(payload) if result.get("isBase64Encoded") else payload.encode("utf-8")
-        self._send(request, int(result.get("statusCode", 502)), raw, result.get("headers") or {})
+        try:
+            with self._lock:
+                result = self.function.invoke(event)
+            payload = result.get("body") or ""
+            raw = base64.b64decode(payload) if result.get("isBase64Encoded") else payload.encode("utf-8")
+            status, headers = int(result.get("statusCode", 502)), result.get("headers") or {}
+        except Exception as exc:  # API Gateway answers 500 when the integration fails
+            status, headers = 500, {"Content-Type": "application/json"}
+            problem = f"{type(exc).__name__}: {exc}"
+            raw = json.dumps({"message": "Internal Server Error", "local_error": problem}).encode()
+        self._send(request, status, raw, headers)
+        if self.on_exchange is not None:
+            with contextlib.suppress(Exception):  # the timeline must never break the API
+                self.on_exchange(Exchange(request.command, path, body, status, raw, time.time()))
 
     def _reply(self, request: BaseHTTPRequestHandler, status: int, body: Any, headers: dict[str, str]) -> None:
         self._send(request, status, json.dumps(body).encode(), {"Content-Type": "application/json", **headers})

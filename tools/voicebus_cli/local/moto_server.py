@@ -44,11 +44,15 @@ class MotoServer:
     def start(self, timeout: float = 30.0) -> MotoServer:
         env = {**os.environ, **LOCAL_CREDENTIALS}
         env.pop("AWS_ENDPOINT_URL", None)
+        env.pop("TELNYX_API_KEY", None)  # moto has no use for it
+        # Its own session: Ctrl-C in the terminal reaches the parent only, which stops
+        # its workers first and then this server (stop()), instead of AWS vanishing under them.
         self._process = subprocess.Popen(
             [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             env=env,
+            start_new_session=True,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -1,29 +1,48 @@
 """The whole bundle on one machine: moto as AWS, the HTTP API on 127.0.0.1, workers for every rule.
 
 Everything comes from template.yaml: resources, each function's environment,
-the rules and their patterns, retry counts and failure destinations.
+the rules and their patterns, retry counts, failure destinations and rule
+dead-letter queues. Commands go to the Telnyx stand-in unless a real API key is given.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import TracebackType
-from typing import Any, TextIO
+from typing import Any, Literal, TextIO
 
+import boto3
+
+from voicebus_cli.local import command_probe
+from voicebus_cli.local.bus_record import BusRecorder
+from voicebus_cli.local.dead_letters import RuleTarget, function_arn
 from voicebus_cli.local.functions import LoadedFunction
 from voicebus_cli.local.http_api import LocalHttpApi
+from voicebus_cli.local.journal import Journal
 from voicebus_cli.local.moto_server import MotoServer
-from voicebus_cli.local.provision import ProvisionedStack, provision
+from voicebus_cli.local.provision import ProvisionedStack, provision, route_to_queue
 from voicebus_cli.local.telnyx_api import TelnyxApiStandIn
-from voicebus_cli.local.template import Stack, load_template
-from voicebus_cli.local.workers import DEFAULT_ASYNC_RETRIES, Invocation, InvocationLedger, RuleWorker
-from voicebus_cli.testkey import load_test_key
+from voicebus_cli.local.template import ACCOUNT_ID, Stack, load_template
+from voicebus_cli.local.workers import (
+    DEFAULT_ASYNC_RETRIES,
+    DeadLetter,
+    Invocation,
+    InvocationLedger,
+    RuleWorker,
+    WorkerCallbacks,
+    WorkerFault,
+)
+from voicebus_cli.testkey import ROOT, load_test_key
 
 # An ARN, not a secret: locally the functions read TELNYX_API_KEY from the environment instead.
 LOCAL_SECRET_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:voicebus-local-telnyx-api-key-AbCdEf"  # noqa: S105
+# A function whose code folder has this subfolder re-imports itself when a file in it changes.
+WATCHED_FOLDER = "flows"
 
 
 @dataclass
@@ -37,18 +56,36 @@ class LocalStack:
     on_invocation: Callable[[Invocation], None] = lambda invocation: None
     # The functions' logs and EMF metrics (CloudWatch's job in AWS); stdout when None.
     function_output: TextIO | None = None
+    # Told everything that happens (webhooks, runs, commands, bus events, dead letters, reloads).
+    journal: Journal | None = None
+    # The webhook signing key the ingress trusts; the committed TEST key when None.
+    public_key_b64: str | None = None
+    # With an API key, commands go to `telnyx_base_url` (your Telnyx account) and no stand-in runs.
+    telnyx_api_key: str | None = field(default=None, repr=False)
+    telnyx_base_url: str | None = None
+    api_port: int = 0
+    # Where every event put on the bus is written as a JSON line (none when None).
+    bus_record_file: Path | None = None
+    # Logical id -> a folder to run that function's code from instead of the template's CodeUri.
+    code_dirs: dict[str, Path] = field(default_factory=dict)
     moto: MotoServer | None = None
     telnyx_api: TelnyxApiStandIn | None = None
     provisioned: ProvisionedStack | None = None
     api: LocalHttpApi | None = None
+    recorder: BusRecorder | None = None
     functions: dict[str, LoadedFunction] = field(default_factory=dict)
     workers: list[RuleWorker] = field(default_factory=list)
-    # Every run of every function behind a rule (also passed to `on_invocation`).
+    # "<FunctionLogicalId>/<EventName>" -> the rule and its dead-letter paths.
+    targets: dict[str, RuleTarget] = field(default_factory=dict)
+    # Every run of every function behind a rule (also passed to `on_invocation`), dead letters, faults.
     ledger: InvocationLedger = field(default_factory=InvocationLedger)
     _owns_moto: bool = False
     _owns_telnyx_api: bool = False
+    _stop_listening: Callable[[], None] | None = None
+    _watching: threading.Event = field(default_factory=threading.Event)
+    _watcher: threading.Thread | None = None
 
-    def start(self, environ: dict[str, str]) -> LocalStack:
+    def start(self, environ: MutableMapping[str, str]) -> LocalStack:
         """Start moto (unless given one), provision, load the functions, serve and poll.
 
         `environ` is updated with what points boto3 at moto (AWS_ENDPOINT_URL and credentials).
@@ -57,54 +94,154 @@ class LocalStack:
             self.moto = MotoServer().start()
             self._owns_moto = True
         environ.update(self.moto.environment())
-        if self.telnyx_api is None:
-            self.telnyx_api = TelnyxApiStandIn().start()
-            self._owns_telnyx_api = True
-        telnyx_env = {"TELNYX_API_KEY": self.telnyx_api.api_key, "TELNYX_BASE_URL": self.telnyx_api.base_url}
-        parameters = {
-            "TelnyxPublicKey": load_test_key().public_key_b64,
+        self.provisioned = provision(Stack(load_template(), self.name, parameters=self._parameters()))
+        telnyx_env = self._telnyx_env()
+        if self.journal is not None:
+            self._stop_listening = command_probe.listen(self.journal.command)
+        if self.bus_record_file is not None:
+            self.recorder = BusRecorder(
+                self.ref("EventBus"),
+                f"{self.name}-bus-record",
+                self.bus_record_file,
+                on_event=self.journal.bus_event if self.journal else lambda event: None,
+            ).start()
+        for logical, function in self.provisioned.functions.items():
+            env = {**function.environment, **telnyx_env, **self.function_env}
+            code = self.code_dirs.get(logical, ROOT / function.code_uri)
+            watch = code / WATCHED_FOLDER
+            self.functions[logical] = LoadedFunction(
+                logical,
+                code,
+                function.handler,
+                env,
+                stdout=self.function_output,
+                watch=watch if watch.is_dir() else None,
+                on_reload=self.journal.reload if self.journal else None,
+            )
+        self.api = LocalHttpApi(
+            self.functions["IngressFunction"],
+            port=self.api_port,
+            on_exchange=self.journal.exchange if self.journal else None,
+        ).start()
+        for logical, function in self.provisioned.functions.items():
+            for event_name, queue_url in function.rule_queues.items():
+                self._add_worker(logical, event_name, queue_url)
+        self._watcher = threading.Thread(target=self._watch_code, daemon=True, name="code-watcher")
+        self._watcher.start()
+        return self
+
+    def _parameters(self) -> dict[str, str]:
+        return {
+            "TelnyxPublicKey": self.public_key_b64 or load_test_key().public_key_b64,
             "TelnyxApiKeySecretArn": LOCAL_SECRET_ARN,
             **self.parameters,
         }
-        self.provisioned = provision(Stack(load_template(), self.name, parameters=parameters))
-        for logical, function in self.provisioned.functions.items():
-            env = {**function.environment, **telnyx_env, **self.function_env}
-            self.functions[logical] = LoadedFunction(
-                logical, function.code_uri, function.handler, env, stdout=self.function_output
-            )
-        self.api = LocalHttpApi(self.functions["IngressFunction"]).start()
-        for logical, function in self.provisioned.functions.items():
-            retries, failure_queue = self._async_config(logical)
-            for queue_url in function.rule_queues.values():
-                worker = RuleWorker(self.functions[logical], queue_url, retries, failure_queue, self._journal)
-                self.workers.append(worker.start())
-        return self
 
-    def _journal(self, run: Invocation) -> None:
+    def _telnyx_env(self) -> dict[str, str]:
+        if self.telnyx_api_key is not None:
+            from voicebus.commands.client import DEFAULT_BASE_URL
+
+            return {"TELNYX_API_KEY": self.telnyx_api_key, "TELNYX_BASE_URL": self.telnyx_base_url or DEFAULT_BASE_URL}
+        if self.telnyx_api is None:
+            self.telnyx_api = TelnyxApiStandIn().start()
+            self._owns_telnyx_api = True
+        return {"TELNYX_API_KEY": self.telnyx_api.api_key, "TELNYX_BASE_URL": self.telnyx_api.base_url}
+
+    def add_rule(self, function: str, event_name: str, pattern: dict[str, Any]) -> RuleTarget:
+        """Route more events to a function (as one more EventBridgeRule would), with its async config
+        and the template's EventDeadLetterQueue as the rule's dead-letter queue."""
+        rule_name = f"{self.name}-{function}-{event_name}"[:64]
+        queue_url = route_to_queue(self.ref("EventBus"), rule_name, pattern)
+        dead_letters = self.ref("EventDeadLetterQueue")
+        return self._add_worker(function, event_name, queue_url, dead_letters)
+
+    def _add_worker(
+        self, logical: str, event_name: str, queue_url: str, dead_letter_url: str | None = None
+    ) -> RuleTarget:
+        target = self._target(logical, event_name, queue_url, dead_letter_url)
+        self.targets[target.key] = target
+        callbacks = WorkerCallbacks(self._on_invocation, self._on_dead_letter, self._on_fault)
+        self.workers.append(RuleWorker(self.functions[logical], target, queue_url, callbacks).start())
+        return target
+
+    def _target(self, logical: str, event_name: str, queue_url: str, dead_letter_url: str | None) -> RuleTarget:
+        assert self.provisioned is not None
+        stack = self.provisioned.stack
+        properties: Mapping[str, Any] = stack.resources[logical].get("Properties", {})
+        rule_name = queue_url.rsplit("/", 1)[-1]  # provision names the queue after its rule
+        event = properties.get("Events", {}).get(event_name, {}).get("Properties", {})
+        bus = str(stack.resolve(event.get("EventBusName", {"Ref": "EventBus"})))
+        rule_arn = boto3.client("events").describe_rule(Name=rule_name, EventBusName=bus)["Arn"]
+        if dead_letter_url is None and "DeadLetterConfig" in event:
+            dead_letter_url = self._queue_url(stack.resolve(event["DeadLetterConfig"]["Arn"]))
+        config = properties.get("EventInvokeConfig", {})
+        destination = config.get("DestinationConfig", {}).get("OnFailure", {}).get("Destination")
+        arn = self.function_arns()[logical]
+        alias = properties.get("AutoPublishAlias")
+        return RuleTarget(
+            function=logical,
+            event_name=event_name,
+            rule_arn=rule_arn,
+            target_arn=f"{arn}:{stack.resolve(alias)}" if alias else arn,
+            function_arn=arn,
+            region=stack.region,
+            retries=int(config.get("MaximumRetryAttempts", DEFAULT_ASYNC_RETRIES)),
+            failure_queue_url=self._queue_url(stack.resolve(destination)) if destination is not None else None,
+            dead_letter_queue_url=dead_letter_url,
+        )
+
+    def _queue_url(self, arn: Any) -> str | None:
+        assert self.provisioned is not None
+        return next(
+            (
+                attributes["QueueUrl"]
+                for attributes in self.provisioned.stack.attributes.values()
+                if attributes.get("Arn") == str(arn) and "QueueUrl" in attributes
+            ),
+            None,
+        )
+
+    def function_arns(self) -> dict[str, str]:
+        """Logical id -> the ARN the function would have (its physical name is `<stack>-<logical id>`)."""
+        assert self.provisioned is not None
+        region = self.provisioned.stack.region
+        return {logical: function_arn(region, ACCOUNT_ID, f"{self.name}-{logical}") for logical in self.functions}
+
+    @property
+    def rule_queues(self) -> dict[str, str]:
+        """ "<FunctionLogicalId>/<EventName>" -> the SQS queue URL its rule delivers to."""
+        return {f"{worker.target.key}": worker.queue_url for worker in self.workers}
+
+    # -- what the workers report
+
+    def _on_invocation(self, run: Invocation) -> None:
         self.ledger.record(run)
+        if self.journal is not None:
+            self.journal.invocation(run)
         self.on_invocation(run)
 
-    def _async_config(self, logical: str) -> tuple[int, str | None]:
-        assert self.provisioned is not None
-        properties: Mapping[str, Any] = self.provisioned.stack.resources[logical].get("Properties", {})
-        config = {
-            **self.provisioned.stack.template.get("Globals", {}).get("Function", {}).get("EventInvokeConfig", {}),
-            **properties.get("EventInvokeConfig", {}),
-        }
-        retries = int(config.get("MaximumRetryAttempts", DEFAULT_ASYNC_RETRIES))
-        destination = config.get("DestinationConfig", {}).get("OnFailure", {}).get("Destination")
-        queue_url = None
-        if destination is not None:
-            arn = str(self.provisioned.stack.resolve(destination))
-            queue_url = next(
-                (
-                    self.provisioned.stack.attributes[name]["QueueUrl"]
-                    for name, attributes in self.provisioned.stack.attributes.items()
-                    if attributes.get("Arn") == arn and "QueueUrl" in attributes
-                ),
-                None,
-            )
-        return retries, queue_url
+    def _on_dead_letter(self, letter: DeadLetter) -> None:
+        self.ledger.record_dead_letter(letter)
+        if self.journal is not None:
+            self.journal.dead_letter(letter)
+
+    def _on_fault(self, fault: WorkerFault) -> None:
+        self.ledger.record_fault(fault)
+        if self.function_output is not None:
+            self.function_output.write(f"worker fault in {fault.target.key} ({fault.stage}):\n{fault.detail}\n")
+            self.function_output.flush()
+        if self.journal is not None:
+            self.journal.fault(fault)
+
+    def _watch_code(self) -> None:
+        """Re-import changed functions between events too, so a broken flow file shows up when saved."""
+        while not self._watching.wait(1.0):
+            for function in list(self.functions.values()):
+                try:
+                    function.refresh()
+                except Exception as exc:  # reported as a reload failure, never fatal
+                    if self.journal is not None:
+                        self.journal.reload(function.name, exc)
 
     @property
     def webhook_url(self) -> str:
@@ -116,22 +253,22 @@ class LocalStack:
         return self.provisioned.ref(logical_id)
 
     def wait_until_idle(self, timeout: float = 30.0, quiet_for: float = 1.5) -> bool:
-        """True once no worker has had anything to do for `quiet_for` seconds."""
-        import boto3
-
+        """True once no worker (nor the bus recorder) has had anything to do for `quiet_for` seconds."""
         sqs = boto3.client("sqs")
+        queues = [worker.queue_url for worker in self.workers]
+        if self.recorder is not None:
+            queues.append(self.recorder.queue_url)
+        attributes: list[Literal["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]] = [
+            "ApproximateNumberOfMessages",
+            "ApproximateNumberOfMessagesNotVisible",
+        ]
         deadline = time.monotonic() + timeout
         quiet_since: float | None = None
         while time.monotonic() < deadline:
             pending = any(worker.busy for worker in self.workers) or any(
-                int(
-                    sqs.get_queue_attributes(
-                        QueueUrl=worker.queue_url,
-                        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-                    )["Attributes"].get(attribute, "0")
-                )
-                for worker in self.workers
-                for attribute in ("ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible")
+                int(sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=attributes)["Attributes"].get(name, "0"))
+                for queue in queues
+                for name in attributes
             )
             now = time.monotonic()
             if pending:
@@ -144,14 +281,22 @@ class LocalStack:
         return False
 
     def stop(self) -> None:
+        """Workers first (nothing new runs), then what they talk to, moto last."""
+        self._watching.set()
         for worker in self.workers:
             worker.stop()
+        if self._watcher is not None:
+            self._watcher.join(timeout=5)
+        if self.recorder is not None:
+            self.recorder.stop()
         if self.api is not None:
             self.api.stop()
-        if self._owns_moto and self.moto is not None:
-            self.moto.stop()
+        if self._stop_listening is not None:
+            self._stop_listening()
         if self._owns_telnyx_api and self.telnyx_api is not None:
             self.telnyx_api.stop()
+        if self._owns_moto and self.moto is not None:
+            self.moto.stop()
 
     def __enter__(self) -> LocalStack:
         return self
