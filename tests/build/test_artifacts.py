@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ast
 import sys
+from dataclasses import dataclass, field
 from importlib.metadata import Distribution, PathDistribution
 from pathlib import Path
 from typing import Any
@@ -82,45 +83,107 @@ def _find_module(name: str, search_path: list[Path]) -> Path | None:
     return None
 
 
-def _imports(source: Path) -> set[str]:
-    """Absolute module names imported by `source`, leaving out `if TYPE_CHECKING:` blocks."""
+@dataclass
+class _Module:
+    """One source file's imports: those run on import, and those deferred into a top-level def or class.
+
+    A deferred (function-level) import runs only when its function does: the layer defers
+    `import telnyx` to the one path that needs the SDK. Such an import counts for a function's
+    tree only when the name enclosing it is used: imported by name from elsewhere, or referenced
+    by another used name of the same module (the handler's own module: all of it).
+    """
+
+    eager: list[ast.Import | ast.ImportFrom] = field(default_factory=list)
+    deferred: dict[str, list[ast.Import | ast.ImportFrom]] = field(default_factory=dict)
+    references: dict[str, set[str]] = field(default_factory=dict)
+
+
+def _parse(source: Path) -> _Module:
     tree = ast.parse(source.read_text())
-    type_only: set[int] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
-            type_only.update(id(child) for child in ast.walk(node))
-    names: set[str] = set()
-    for node in ast.walk(tree):
-        if id(node) in type_only:
-            continue
-        if isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module)
-            names.update(f"{node.module}.{alias.name}" for alias in node.names)
-    return names
+    module = _Module()
+    type_only = {
+        id(child)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+        for child in ast.walk(node)
+    }
+
+    def imports_in(nodes: list[ast.AST]) -> list[ast.Import | ast.ImportFrom]:
+        found: list[ast.Import | ast.ImportFrom] = []
+        for top in nodes:
+            for node in ast.walk(top):
+                if id(node) in type_only or not isinstance(node, ast.Import | ast.ImportFrom):
+                    continue
+                found.append(node)
+        return found
+
+    functions = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
+    in_functions = {
+        id(child)
+        for node in ast.walk(tree)
+        if isinstance(node, functions)
+        for child in ast.walk(node)
+        if child is not node
+    }
+    for statement in tree.body:
+        names: list[str] = []
+        if isinstance(statement, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            names = [statement.name]
+        elif isinstance(statement, ast.Assign | ast.AnnAssign):
+            targets = statement.targets if isinstance(statement, ast.Assign) else [statement.target]
+            names = [target.id for target in targets if isinstance(target, ast.Name)]
+        every = imports_in([statement])
+        module.eager += [node for node in every if id(node) not in in_functions]
+        for name in names:
+            module.deferred[name] = [node for node in every if id(node) in in_functions]
+            module.references[name] = {node.id for node in ast.walk(statement) if isinstance(node, ast.Name)}
+    return module
+
+
+def _imported(node: ast.Import | ast.ImportFrom) -> list[tuple[str, set[str] | None]]:
+    """(module, names it takes from it; None = the whole module) for one import statement."""
+    if isinstance(node, ast.Import):
+        return [(alias.name, None) for alias in node.names]
+    if not node.module or node.level != 0:
+        return []
+    return [(node.module, {alias.name for alias in node.names})]
 
 
 def _third_party_imports(entry: Path, search_path: list[Path], first_party: set[str]) -> set[str]:
-    """Top-level third-party modules reachable from `entry` through first-party modules."""
-    seen: set[Path] = set()
-    pending = [entry]
+    """Top-level third-party modules reachable from `entry` through first-party modules' used names."""
+    parsed: dict[Path, _Module] = {}
+    used: set[tuple[Path, str]] = set()
     third_party: set[str] = set()
+    pending: list[tuple[Path, set[str] | None]] = [(entry, None)]
     while pending:
-        source = pending.pop()
-        if source in seen:
-            continue
-        seen.add(source)
-        for name in _imports(source):
-            top = name.split(".")[0]
-            if top in sys.stdlib_module_names or top == "__future__":
+        source, names = pending.pop()
+        first_visit = source not in parsed
+        module = parsed.setdefault(source, _parse(source))
+        statements = list(module.eager) if first_visit else []
+        wanted = set(module.references) if names is None else set(names)
+        while wanted:
+            name = wanted.pop()
+            if (source, name) in used or name not in module.references:
                 continue
-            if top not in first_party:
-                third_party.add(top)
-                continue
-            module = _module_file(name, search_path)
-            if module is not None:
-                pending.append(module)
+            used.add((source, name))
+            statements += module.deferred[name]
+            wanted |= module.references[name] & set(module.references)
+        for statement in statements:
+            for dotted, taken in _imported(statement):
+                top = dotted.split(".")[0]
+                if top in sys.stdlib_module_names or top == "__future__":
+                    continue
+                if top not in first_party:
+                    third_party.add(top)
+                    continue
+                # `from voicebus.x import y`: y may be a name of voicebus/x.py or the module voicebus/x/y.py.
+                target = _module_file(dotted, search_path)
+                if target is not None:
+                    pending.append((target, taken))
+                for name in taken or set():
+                    submodule = _module_file(f"{dotted}.{name}", search_path)
+                    if submodule is not None:
+                        pending.append((submodule, None))
     return third_party
 
 
@@ -181,3 +244,14 @@ def test_every_bundled_distribution_has_its_dependencies(built_template: dict[st
                 if canonicalize_name(requirement.name) not in present:
                     broken.setdefault(name, []).append(f"{dist.metadata['Name']} needs {requirement.name}")
     assert broken == {}
+
+
+def test_the_deferred_sdk_import_counts_only_where_its_path_is_used(built_template: dict[str, Any]) -> None:
+    """Guards the scan: the telnyx SDK is needed by the recording function (link refresh), not by the senders."""
+    needs_sdk = set()
+    for name, properties in _functions(built_template).items():
+        search_path = _search_path(built_template, properties)
+        entry = search_path[0] / f"{properties['Handler'].rsplit('.', 1)[0]}.py"
+        if "telnyx" in _third_party_imports(entry, search_path, {"voicebus", entry.stem}):
+            needs_sdk.add(name)
+    assert needs_sdk == {"RecordingFunction"}

@@ -9,24 +9,24 @@ records an event follows their EVENT_FAMILY, as voicebus.calls.consumer decides.
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import pytest
 
-from tests.support.routing import families, recorders, rules, targets
-from voicebus.calls.families import CLAIMED_EVENT_TYPES, FAMILY_EVENTS, EventFamily, family_from_env, family_of
+from tests.support.routing import (
+    bundle,
+    bus_event,
+    check_every_rule_retries_for_an_hour_then_dead_letters_on_the_bus,
+    check_reaches_its_recorder_and_only_what_acts_on_it,
+    check_recorded_by_exactly_one_function,
+    families,
+    rules,
+    targets,
+)
+from voicebus.calls.families import CLAIMED_EVENT_TYPES, FAMILY_EVENTS, EventFamily, family_from_env
 from voicebus.calls.recorder import EVENT_EFFECTS
 from voicebus.config import ConfigurationError
-from voicebus_cli.local.template import load_template
 from voicebus_cli.webhooks import raw_body, webhook_event_files
 
-# The event types a function hears through a second rule, to act on (never to record).
-ALSO = {
-    "call.speak.ended": {"CallControlFunction"},
-    "call.playback.ended": {"CallControlFunction"},
-    "call.recording.saved": {"CallControlFunction"},
-    "call.hangup": {"TranscriptionFunction"},
-}
 UNCLAIMED = [
     "call.hold", "call.unhold", "call.enqueued", "call.dequeued", "call.machine.detection.ended",
     "call.machine.greeting.ended", "call.machine.premium.detection.ended", "call.ai_gather.ended", "call.cost",
@@ -40,34 +40,25 @@ EVERY_TYPE = sorted(CLAIMED_EVENT_TYPES | set(UNCLAIMED) | set(SAMPLE_TYPES))
 FUNCTION_OF_FAMILY = {family: function for function, family in families().items()}
 
 
-def _bus_event(detail_type: str, source: str = "telnyx") -> dict[str, Any]:
-    return {
-        "version": "0",
-        "id": "x",
-        "detail-type": detail_type,
-        "source": source,
-        "account": "123456789012",
-        "time": "2026-11-21T10:00:00Z",
-        "region": "us-east-1",
-        "resources": [],
-        "detail": {"data": {"event_type": detail_type}},
-    }
-
-
 @pytest.mark.parametrize("detail_type", EVERY_TYPE)
 def test_every_event_type_is_recorded_by_exactly_one_function(detail_type: str) -> None:
-    assert recorders(_bus_event(detail_type)) == {FUNCTION_OF_FAMILY[family_of(detail_type)]}
+    check_recorded_by_exactly_one_function(bundle(), detail_type)
 
 
 @pytest.mark.parametrize("detail_type", EVERY_TYPE)
 def test_every_event_type_reaches_its_recorder_and_only_the_functions_that_act_on_it(detail_type: str) -> None:
-    recorder = FUNCTION_OF_FAMILY[family_of(detail_type)]
-    assert targets(_bus_event(detail_type)) == {recorder} | ALSO.get(detail_type, set())
+    check_reaches_its_recorder_and_only_what_acts_on_it(bundle(), detail_type)
+
+
+def test_the_bundle_has_no_user_function_but_the_command_function() -> None:
+    """Every bundle function but the command function records a family; user functions are added ones."""
+    assert bundle().user_functions == {"CommandFunction"}
 
 
 @pytest.mark.parametrize("detail_type", UNCLAIMED)
 def test_unclaimed_event_types_land_on_the_timeline_only(detail_type: str) -> None:
-    assert targets(_bus_event(detail_type)) == {FUNCTION_OF_FAMILY[EventFamily.TIMELINE]}
+    reached = targets(bus_event(detail_type)) - bundle().user_functions
+    assert reached == {FUNCTION_OF_FAMILY[EventFamily.TIMELINE]}
 
 
 def test_every_family_has_exactly_one_function() -> None:
@@ -96,24 +87,11 @@ def test_each_event_type_has_one_family() -> None:
 
 
 def test_every_rule_retries_for_an_hour_then_dead_letters() -> None:
-    """What SAM cannot put in Globals is repeated per rule: the same on every one."""
-    checked = 0
-    for name, resource in load_template()["Resources"].items():
-        if resource["Type"] != "AWS::Serverless::Function":
-            continue
-        for event_name, event in resource["Properties"].get("Events", {}).items():
-            if event["Type"] != "EventBridgeRule":
-                continue
-            rule = event["Properties"]
-            where = f"{name}.{event_name}"
-            assert rule["RetryPolicy"] == {"MaximumRetryAttempts": 8, "MaximumEventAgeInSeconds": 3600}, where
-            assert rule["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": ["EventDeadLetterQueue", "Arn"]}}, where
-            checked += 1
-    assert checked == sum(len(events) for events in rules().values())
+    check_every_rule_retries_for_an_hour_then_dead_letters_on_the_bus(bundle())
 
 
 def test_events_from_other_sources_reach_no_telnyx_function() -> None:
-    assert targets(_bus_event("call.answered", source="somebody.else")) == set()
+    assert targets(bus_event("call.answered", source="somebody.else")) == set()
 
 
 @pytest.mark.parametrize("environ", [{}, {"EVENT_FAMILY": "calls"}])

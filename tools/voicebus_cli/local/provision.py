@@ -146,7 +146,11 @@ def _queue(stack: Stack, logical: str, props: dict[str, Any]) -> None:
 
 
 def _no_local_counterpart(stack: Stack, logical: str, props: dict[str, Any]) -> None:
-    """Resources with nothing to create locally still get a name for !Ref."""
+    """Resources with nothing to create locally still get a name for !Ref.
+
+    Among them: the bus's archive (local replays read the bus record instead) and the
+    schema registry's nested stack (moto has no EventSchemas).
+    """
     stack.physical[logical] = f"{stack.name}-{logical}"
     stack.attributes[logical] = {"Arn": f"arn:aws:local:{stack.region}:{ACCOUNT_ID}:{logical}"}
 
@@ -162,7 +166,8 @@ PROVISIONERS: dict[str, Callable[[Stack, str, dict[str, Any]], None]] = {
 
 def provision(stack: Stack) -> ProvisionedStack:
     """Create every supported resource, then bind each function's env and rules."""
-    pending = dict(stack.resources)
+    # A resource whose Condition fails is not created (the bus, when ExistingEventBusName names one).
+    pending = {logical: resource for logical, resource in stack.resources.items() if stack.includes(resource)}
     while pending:
         progressed = False
         for logical, resource in list(pending.items()):
@@ -182,7 +187,7 @@ def provision(stack: Stack) -> ProvisionedStack:
             raise TemplateError(f"cannot resolve references among {sorted(pending)}")
     provisioned = ProvisionedStack(stack)
     for logical, resource in stack.resources.items():
-        if resource["Type"] == "AWS::Serverless::Function":
+        if resource["Type"] == "AWS::Serverless::Function" and stack.includes(resource):
             provisioned.functions[logical] = _function(stack, logical, resource.get("Properties", {}))
     return provisioned
 

@@ -141,6 +141,11 @@ class Stack:
         resolved = {key: self.resolve(item) for key, item in value.items()}
         return {key: item for key, item in resolved.items() if item is not _NO_VALUE}
 
+    def includes(self, resource: dict[str, Any]) -> bool:
+        """Whether CloudFormation would create `resource`: it has no `Condition`, or its condition holds."""
+        condition = resource.get("Condition")
+        return condition is None or self.condition(str(condition))
+
     def condition(self, name: str) -> bool:
         """A named condition from the template's Conditions section."""
         return self._evaluate(self.template.get("Conditions", {})[name])
