@@ -34,7 +34,8 @@ from voicebus_cli.demo import post
 from voicebus_cli.local.moto_server import MotoServer
 from voicebus_cli.local.stack import LocalStack
 from voicebus_cli.local.storage import StorageServer
-from voicebus_cli.operations import Target, redrive
+from voicebus_cli.operations import Target
+from voicebus_cli.redrive import redrive
 from voicebus_cli.testkey import TestKeyPair
 from voicebus_cli.webhooks import compact
 
@@ -147,6 +148,17 @@ def deliver_like_telnyx(stack: LocalStack, key: TestKeyPair, webhook: dict[str, 
     raise AssertionError(f"{webhook['data']['id']} never accepted")
 
 
+def to_the_failed_targets(stack: LocalStack, queues: list[str]) -> Target:
+    """The local stack as `voicebus redrive --local` sees it: each dead letter goes back to its own function."""
+    return Target(
+        bus_name=stack.ref("EventBus"),
+        queue_urls=queues,
+        local=True,
+        rule_queues=stack.rule_queues,
+        function_arns=stack.function_arns(),
+    )
+
+
 def test_put_failures_and_a_dynamodb_outage_lose_nothing_and_process_once(
     running: LocalStack, outage: DynamoOutage, test_key: TestKeyPair
 ) -> None:
@@ -168,9 +180,9 @@ def test_put_failures_and_a_dynamodb_outage_lose_nothing_and_process_once(
         attempts[deliver_like_telnyx(stack, test_key, webhook)] += 1
     assert stack.wait_until_idle(timeout=90)
 
-    # What the outage dead-lettered goes back on the bus, once the table is healthy.
+    # What the outage dead-lettered goes back to the functions that failed it, once the table is healthy.
     queues = [stack.ref("FailedInvocationQueue"), stack.ref("EventDeadLetterQueue")]
-    report = redrive(Target(bus_name=stack.ref("EventBus"), queue_urls=queues), dry_run=False)
+    report = redrive(to_the_failed_targets(stack, queues), dry_run=False)
     assert report.redriven > 0, "the outage should have dead-lettered something"
     assert stack.wait_until_idle(timeout=90)
 
@@ -301,7 +313,7 @@ def test_s3_errors_while_archiving_are_retried_dead_lettered_and_redriven(
             assert stack.wait_until_idle(timeout=90)
             outage.on.clear()
             queues = [stack.ref("FailedInvocationQueue"), stack.ref("EventDeadLetterQueue")]
-            report = redrive(Target(bus_name=stack.ref("EventBus"), queue_urls=queues), dry_run=False)
+            report = redrive(to_the_failed_targets(stack, queues), dry_run=False)
             assert stack.wait_until_idle(timeout=90)
 
             s3 = boto3.client("s3")

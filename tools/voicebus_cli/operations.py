@@ -140,13 +140,3 @@ def resolve_target(
     target.table_name = table or target.table_name
     target.queue_urls = queue_urls or target.queue_urls
     return target
-
-
-def redrive(target: Target, *, dry_run: bool, limit: int = 1000) -> Any:
-    """The earlier API, kept for its callers: every dead letter back onto the bus (`--to-bus`).
-
-    `voicebus_cli.redrive.redrive` sends each to the target that failed it instead.
-    """
-    from voicebus_cli.redrive import redrive as redrive_to_targets
-
-    return redrive_to_targets(target, dry_run=dry_run, limit=limit, to_bus=True)
