@@ -33,12 +33,13 @@ typecheck: setup
 
 validate: setup
 	$(SAM) validate --lint --region $(REGION)
-	.tools/sam/bin/cfn-lint template.yaml
+	.tools/sam/bin/cfn-lint template.yaml schemas/registry.yaml examples/call-summary/template.yaml
 	.tools/checkov/bin/checkov --config-file .checkov.yaml --file template.yaml --framework cloudformation --compact --quiet --skip-download
 
 build: setup
 	$(PY) -m voicebus_cli check-flows
 	$(PY) -m voicebus_cli command-schemas --check
+	$(PY) -m voicebus_cli.event_schemas --check
 	$(SAM) build
 
 unit: setup
