@@ -21,7 +21,7 @@ import telnyx
 
 from tests.integration.test_commands import SAMPLE_PARAMS
 from voicebus.calls import client_state
-from voicebus.commands.http import REQUIRED_FIELDS, CallControlClient, action_path, encode_body
+from voicebus.commands.http import CallControlClient, action_path, encode_body
 from voicebus.commands.sender import CommandSender
 from voicebus.commands.validation import known_actions, parse_command
 from voicebus_cli.local.telnyx_api import RecordedRequest, TelnyxApiStandIn, load_spec
@@ -107,7 +107,7 @@ def test_the_tables_cover_every_action_the_layer_sends() -> None:
     assert all(hasattr(telnyx.resources.calls.actions.ActionsResource, method) for method in SDK_METHODS.values())
 
 
-def test_the_required_fields_the_client_writes_first_are_the_specs() -> None:
+def test_the_required_fields_a_command_writes_first_are_the_specs() -> None:
     spec = load_spec()
 
     def required(schema: dict[str, Any]) -> set[str]:
@@ -121,7 +121,9 @@ def test_the_required_fields_the_client_writes_first_are_the_specs() -> None:
         method = parse_command(action, SAMPLE_PARAMS[action]).http_method
         pointer = spec.request_schema_pointer(routed[0].operations[method])
         assert pointer is not None, action
-        assert required(spec.resolve(pointer)) == set(REQUIRED_FIELDS.get(action, ())), action
+        assert required(spec.resolve(pointer)) == set(parse_command(action, SAMPLE_PARAMS[action]).required_fields), (
+            action
+        )
 
 
 @pytest.mark.parametrize("action", sorted(SDK_METHODS))
@@ -151,7 +153,9 @@ def wire(request: RecordedRequest) -> tuple[object, ...]:
 
 
 def test_the_body_is_compact_utf8_with_required_fields_first() -> None:
-    encoded = encode_body("speak", {"voice": "female", "language": "en-US", "payload": "Grüße", "command_id": "c"})
+    encoded = encode_body(
+        {"voice": "female", "language": "en-US", "payload": "Grüße", "command_id": "c"}, ("payload", "voice")
+    )
     assert encoded == '{"payload":"Grüße","voice":"female","command_id":"c","language":"en-US"}'.encode()
     assert json.loads(encoded) == {"payload": "Grüße", "voice": "female", "command_id": "c", "language": "en-US"}
 

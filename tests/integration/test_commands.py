@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import socket
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from typing import Any
 
 import boto3
@@ -159,10 +159,11 @@ class RecordingClient(CallControlClient):
         action: str,
         body: Mapping[str, Any],
         *,
+        required: Collection[str] = (),
         timeout: urllib3.Timeout | None = None,
     ) -> TelnyxResponse:
         self.timeouts.append(timeout)
-        return super().send(method, call_control_id, action, body, timeout=timeout)
+        return super().send(method, call_control_id, action, body, required=required, timeout=timeout)
 
 
 @pytest.fixture

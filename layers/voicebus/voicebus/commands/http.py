@@ -21,10 +21,9 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from types import MappingProxyType
-from typing import Any, Final, Literal
+from typing import Any, Literal
 from urllib.parse import quote
 
 import urllib3
@@ -42,29 +41,6 @@ from voicebus.config import ConfigurationError
 from voicebus.errors import RetryableError
 
 HttpMethod = Literal["POST", "PUT"]
-
-REQUIRED_FIELDS: Final[Mapping[str, tuple[str, ...]]] = MappingProxyType(
-    {
-        "ai_assistant_join": ("conversation_id", "participant"),
-        "bridge": ("call_control_id",),
-        "client_state_update": ("client_state",),
-        "enqueue": ("queue_name",),
-        "gather_using_ai": ("parameters",),
-        "gather_using_speak": ("payload", "voice"),
-        "record_start": ("channels", "format"),
-        "refer": ("sip_address",),
-        "reject": ("cause",),
-        "send_dtmf": ("digits",),
-        "send_sip_info": ("body", "content_type"),
-        "speak": ("payload", "voice"),
-        "switch_supervisor_role": ("role",),
-        "transfer": ("to",),
-    }
-)
-"""The spec's required body fields per action, which the SDK writes first; other actions have none.
-
-tests/integration/test_command_wire.py checks this table against the vendored spec.
-"""
 
 _PATH_SEGMENT_SAFE = "!$&'()*+,;=:@"  # RFC 3986 pchar beyond the unreserved set, as the SDK's path_template
 _DOT_SEGMENT = re.compile(r"^(?:\.|%2[eE]){1,2}$")
@@ -102,9 +78,10 @@ def action_path(call_control_id: str, action: str) -> str:
     return f"/calls/{segment}/actions/{action}"
 
 
-def encode_body(action: str, body: Mapping[str, Any]) -> bytes:
-    """The JSON body as the SDK serialises it: compact, UTF-8, required fields first, then the rest, sorted."""
-    required = sorted(name for name in REQUIRED_FIELDS.get(action, ()) if name in body)
+def encode_body(body: Mapping[str, Any], required: Collection[str] = ()) -> bytes:
+    """The JSON body as the SDK serialises it: compact, UTF-8, the spec's required fields first, then the rest,
+    each alphabetically (the command says which are required: `CallCommand.required_fields`)."""
+    required = sorted(name for name in required if name in body)
     rest = sorted(name for name in body if name not in required)
     ordered = {name: body[name] for name in (*required, *rest)}
     return json.dumps(ordered, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
@@ -161,6 +138,7 @@ class CallControlClient:
         action: str,
         body: Mapping[str, Any],
         *,
+        required: Collection[str] = (),
         timeout: urllib3.Timeout | None = None,
     ) -> TelnyxResponse:
         """One request; raises `TelnyxConnectionError` when no answer came back."""
@@ -169,7 +147,7 @@ class CallControlClient:
             response = self._pool.request(
                 method,
                 url,
-                body=encode_body(action, body),
+                body=encode_body(body, required),
                 headers=self._headers,
                 timeout=timeout or self.timeout,
                 retries=False,

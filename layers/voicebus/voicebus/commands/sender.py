@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Literal, Protocol
+from typing import Any
 
 import urllib3
 from aws_lambda_powertools import Logger
@@ -34,32 +34,11 @@ from voicebus.calls import client_state as client_state_codec
 from voicebus.commands.client import API_KEY_SECRET_VARIABLE, API_KEY_VARIABLE, load_api_key
 from voicebus.commands.http import CallControlClient, TelnyxConnectionError, TelnyxResponse, get_call_control_client
 from voicebus.commands.ids import command_id
+from voicebus.commands.validation import CallCommand
 from voicebus.errors import PermanentError, RetryableError, VoicebusError
 
 DEFAULT_KEY_SOURCE = f"{API_KEY_VARIABLE}, or the Secrets Manager secret named by {API_KEY_SECRET_VARIABLE}"
 CLIENT_STATE_UPDATE = "client_state_update"
-
-
-class SendableCommand(Protocol):
-    """What the sender needs of a validated command; the command classes of `voicebus.commands` all have it."""
-
-    @property
-    def action(self) -> str:
-        """The last path segment: `/calls/{call_control_id}/actions/<action>`."""
-
-    @property
-    def http_method(self) -> Literal["POST", "PUT"]: ...
-
-    @property
-    def takes_command_id(self) -> bool: ...
-
-    @property
-    def takes_client_state(self) -> bool:
-        """False where the command cannot carry a client_state set by the sender."""
-
-    def body(self) -> dict[str, Any]:
-        """The JSON fields, named as Telnyx names them, without the sender's client_state and command_id."""
-        ...
 
 
 class OutcomeStatus(StrEnum):
@@ -236,7 +215,7 @@ class CommandSender:
     def send(
         self,
         call_control_id: str,
-        command: SendableCommand,
+        command: CallCommand,
         *,
         webhook_id: str,
         client_state: Any = None,
@@ -265,6 +244,7 @@ class CommandSender:
                     call_control_id,
                     command.action,
                     body,
+                    required=command.required_fields,
                     timeout=self._attempt_timeout(remaining_ms),
                 )
             except TelnyxConnectionError as exc:
@@ -314,7 +294,7 @@ class CommandSender:
 
     @staticmethod
     def _request(
-        command: SendableCommand, webhook_id: str, client_state: Any, discriminator: str
+        command: CallCommand, webhook_id: str, client_state: Any, discriminator: str
     ) -> tuple[dict[str, Any], str | None]:
         """The JSON body, with command_id and client_state where the command takes them."""
         body = command.body()

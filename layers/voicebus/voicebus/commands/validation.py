@@ -90,6 +90,8 @@ class CallCommand:
     """False where the sender cannot add a client_state (switch_supervisor_role, client_state_update)."""
     params: Mapping[str, Any] = field(hash=False)
     """The validated params, read-only."""
+    required_fields: tuple[str, ...] = ()
+    """The spec's required body fields, which the SDK writes first (`voicebus.commands.http.encode_body`)."""
 
     def body(self) -> dict[str, Any]:
         """The JSON body fields, named as Telnyx names them, without the sender's client_state and command_id."""
@@ -131,7 +133,15 @@ def parse_command(action: str, params: Mapping[str, Any] | None = None) -> CallC
         takes_command_id=entry["takes_command_id"],
         takes_client_state=entry["takes_client_state"],
         params=MappingProxyType(checked),
+        required_fields=("client_state",)
+        if action == CLIENT_STATE_UPDATE
+        else tuple(entry["schema"].get("required", ())),
     )
+
+
+def _required_fields(action: str, schema: Mapping[str, Any]) -> tuple[str, ...]:
+    """The spec's required fields; client_state_update's client_state is taken out of the schema, yet required."""
+    return ("client_state",) if action == CLIENT_STATE_UPDATE else tuple(schema.get("required", ()))
 
 
 @functools.cache
