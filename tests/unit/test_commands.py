@@ -41,14 +41,8 @@ from voicebus.commands.validation import (
 )
 from voicebus.config import ConfigurationError
 from voicebus.errors import PermanentError
-from voicebus_cli.command_schemas import (
-    ACTION_PATH,
-    CommandSchemaError,
-    build,
-    command_schemas,
-    generate,
-    load_spec,
-)
+from voicebus_cli.command_schemas import ACTION_PATH, CommandSchemaError, build, command_schemas, generate
+from voicebus_cli.openapi_schemas import load_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 SPEC = load_spec()

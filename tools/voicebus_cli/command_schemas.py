@@ -30,28 +30,21 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from voicebus_cli.command_overlay import OVERLAY
+from voicebus_cli.openapi_schemas import SPEC_PATH, ComponentInliner, SpecSchemaError, load_spec
 
 ROOT = Path(__file__).resolve().parents[2]
-SPEC_PATH = Path(__file__).resolve().parent / "local" / "telnyx-voice-openapi.json"
 OUTPUT_PATH = ROOT / "layers" / "voicebus" / "voicebus" / "commands" / "schemas.json"
 DRAFT_07 = "http://json-schema.org/draft-07/schema#"
 
 ACTION_PATH = re.compile(r"^/calls/\{call_control_id\}/actions/(?P<action>[a-z0-9_]+)$")
-COMPONENT_REF = "#/components/schemas/"
-DOCUMENTATION_KEYS = frozenset({"default", "deprecated", "description", "example", "examples", "title"})
 SENDER_FIELDS = ("client_state", "command_id")
 _NAMED_SUBSCHEMAS = frozenset({"properties", "patternProperties", "definitions"})
 _VERBATIM = frozenset({"enum", "const", "required"})
 _ONE_LINE = 100
 
 
-class CommandSchemaError(Exception):
+class CommandSchemaError(SpecSchemaError):
     """The spec or the overlay cannot be turned into command schemas."""
-
-
-def load_spec(path: Path = SPEC_PATH) -> dict[str, Any]:
-    spec: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    return spec
 
 
 def build(spec: Mapping[str, Any], overlay: Mapping[str, Mapping[str, Any]] = OVERLAY) -> dict[str, Any]:
@@ -68,24 +61,20 @@ def build(spec: Mapping[str, Any], overlay: Mapping[str, Mapping[str, Any]] = OV
                 actions[action] = converter.action(action, method.upper(), item[method])
     if not actions:
         raise CommandSchemaError("the spec has no /calls/{call_control_id}/actions/* operations")
-    document = {"$schema": DRAFT_07, "actions": actions, "definitions": converter.definitions()}
+    document = {"$schema": DRAFT_07, "actions": actions, "definitions": dict(sorted(converter.definitions.items()))}
     _apply_overlay(document, overlay)
     return document
 
 
-class _Converter:
+class _Converter(ComponentInliner):
     """Turns OpenAPI 3.1 schema objects into draft-07, collecting the components they refer to."""
-
-    def __init__(self, components: Mapping[str, Any]) -> None:
-        self._components = components
-        self._done: dict[str, Any] = {}
 
     def action(self, action: str, method: str, operation: Mapping[str, Any]) -> dict[str, Any]:
         try:
             body = operation["requestBody"]["content"]["application/json"]["schema"]
         except KeyError:
             raise CommandSchemaError(f"{action}: no application/json request body") from None
-        schema = self._convert(self._inline(body))
+        schema = self.convert(self._inline(body))
         if schema.get("type") != "object" or "allOf" in schema:
             raise CommandSchemaError(f"{action}: the request body is not a plain object schema")
         properties: dict[str, Any] = schema.setdefault("properties", {})
@@ -104,52 +93,21 @@ class _Converter:
             "schema": schema,
         }
 
-    def definitions(self) -> dict[str, Any]:
-        return dict(sorted(self._done.items()))
-
     def _inline(self, node: Mapping[str, Any]) -> Mapping[str, Any]:
         """The request schema itself rather than a reference to it: its properties are edited."""
         while set(node) == {"$ref"}:
-            node = self._component(node["$ref"])
+            node = self.component(node["$ref"])
         return node
 
-    def _component(self, ref: str) -> Mapping[str, Any]:
-        if not ref.startswith(COMPONENT_REF):
-            raise CommandSchemaError(f"unsupported $ref {ref!r}")
-        name = ref.removeprefix(COMPONENT_REF)
-        if name not in self._components:
-            raise CommandSchemaError(f"$ref {ref!r} names no component")
-        return self._components[name]  # type: ignore[no-any-return]
+    def convert_object(self, node: Mapping[str, Any]) -> Any:
+        return self._discriminated(node) if "discriminator" in node else super().convert_object(node)
 
-    def _reference(self, ref: str) -> dict[str, Any]:
-        name = ref.removeprefix(COMPONENT_REF)
-        if name not in self._done:
-            self._done[name] = {}  # placeholder first: a component may refer to itself
-            self._done[name] = self._convert(self._component(ref))
-        return {"$ref": f"#/definitions/{name}"}
-
-    def _convert(self, node: Any) -> Any:
-        if isinstance(node, list):
-            return [self._convert(item) for item in node]
-        if not isinstance(node, Mapping):
-            return node
-        if "discriminator" in node:
-            return self._discriminated(node)
-        converted: dict[str, Any] = {}
-        for key, value in node.items():
-            if key in DOCUMENTATION_KEYS or key.startswith("x-") or key == "$ref":
-                continue
-            if key in _NAMED_SUBSCHEMAS:
-                converted[key] = {name: self._convert(sub) for name, sub in value.items()}
-            elif key in _VERBATIM:
-                converted[key] = copy.deepcopy(value)
-            else:
-                converted[key] = self._convert(value)
-        if "$ref" in node:
-            reference = self._reference(node["$ref"])
-            # draft-07 ignores a $ref's siblings: keep any that constrain by moving the $ref into allOf.
-            return {"allOf": [reference], **converted} if converted else reference
-        return converted
+    def keyword(self, key: str, value: Any) -> tuple[str, Any] | None:
+        if key in _NAMED_SUBSCHEMAS:
+            return key, self.named_subschemas(value)
+        if key in _VERBATIM:
+            return key, copy.deepcopy(value)
+        return key, self.convert(value)
 
     def _discriminated(self, node: Mapping[str, Any]) -> dict[str, Any]:
         """`oneOf` + `discriminator` as `if tag == X then X's schema`, the tag itself required and enumerated."""
@@ -158,7 +116,7 @@ class _Converter:
         if not mapping:
             raise CommandSchemaError(f"a discriminator on {tag!r} without a mapping")
         rest = {key: value for key, value in node.items() if key not in ("discriminator", "oneOf", "anyOf")}
-        converted: dict[str, Any] = self._convert(rest)
+        converted: dict[str, Any] = self.convert(rest)
         values = sorted(mapping)
         converted.update(
             {
@@ -168,7 +126,7 @@ class _Converter:
                 "allOf": [
                     {
                         "if": {"properties": {tag: {"enum": [value]}}, "required": [tag]},
-                        "then": self._reference(mapping[value]),
+                        "then": self.reference(mapping[value]),
                     }
                     for value in values
                 ],

@@ -29,16 +29,15 @@ from typing import Any, TextIO
 
 from voicebus.calls.families import CLAIMED_EVENT_TYPES, FAMILY_EVENTS, EventFamily
 from voicebus_cli.command_schemas import OUTPUT_PATH as COMMAND_SCHEMAS_PATH
-from voicebus_cli.command_schemas import SPEC_PATH, load_spec, render
+from voicebus_cli.command_schemas import render
+from voicebus_cli.openapi_schemas import COMPONENT_REF, SPEC_PATH, ComponentInliner, SpecSchemaError, load_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 OUTPUT_DIR = ROOT / "schemas"
 REGISTRY_TEMPLATE = OUTPUT_DIR / "registry.yaml"
 DRAFT_04 = "http://json-schema.org/draft-04/schema#"
-COMPONENT_REF = "#/components/schemas/"
 MAX_CONTENT = 100_000  # AWS::EventSchemas::Schema Content, in characters
 
-_DOCUMENTATION = frozenset({"default", "deprecated", "description", "example", "examples", "title"})
 _DRAFT_04_FORMATS = frozenset({"date-time", "email", "hostname", "ipv4", "ipv6", "uri"})
 _DRAFT_04_KEYWORDS = frozenset(
     {
@@ -49,7 +48,7 @@ _DRAFT_04_KEYWORDS = frozenset(
 )  # fmt: skip
 
 
-class EventSchemaError(Exception):
+class EventSchemaError(SpecSchemaError):
     """The spec cannot be turned into draft-4 event schemas."""
 
 
@@ -63,49 +62,23 @@ class EventSchema:
     content: dict[str, Any]
 
 
-class _Draft4:
+class _Draft4(ComponentInliner):
     """OpenAPI 3.1 schema objects as draft 4, each `$ref` into the schema's own `definitions`."""
 
-    def __init__(self, components: Mapping[str, Any]) -> None:
-        self._components = components
-        self.definitions: dict[str, Any] = {}
-
-    def reference(self, ref: str) -> dict[str, Any]:
-        if not ref.startswith(COMPONENT_REF) or ref.removeprefix(COMPONENT_REF) not in self._components:
-            raise EventSchemaError(f"unsupported $ref {ref!r}")
-        name = ref.removeprefix(COMPONENT_REF)
-        if name not in self.definitions:
-            self.definitions[name] = {}  # placeholder first: a component may refer to itself
-            self.definitions[name] = self.convert(self._components[name])
-        return {"$ref": f"#/definitions/{name}"}
-
-    def convert(self, node: Any) -> Any:
-        if isinstance(node, list):
-            return [self.convert(item) for item in node]
-        if not isinstance(node, Mapping):
-            return node
-        converted: dict[str, Any] = {}
-        for key, value in node.items():
-            if key in _DOCUMENTATION or key.startswith("x-") or key in ("$ref", "discriminator"):
-                continue
-            if key == "const":
-                converted["enum"] = [value]
-            elif key == "format":
-                if value in _DRAFT_04_FORMATS:
-                    converted[key] = value
-            elif key == "properties":
-                converted[key] = {name: self.convert(sub) for name, sub in value.items()}
-            elif key in ("enum", "required"):
-                converted[key] = list(value)
-            elif key in _DRAFT_04_KEYWORDS:
-                converted[key] = self.convert(value)
-            else:
-                raise EventSchemaError(f"{key!r} has no draft-4 equivalent here")
-        if "$ref" in node:
-            reference = self.reference(node["$ref"])
-            # Draft 4 ignores a $ref's siblings: keep any that constrain by moving the $ref into allOf.
-            return {"allOf": [reference], **converted} if converted else reference
-        return converted
+    def keyword(self, key: str, value: Any) -> tuple[str, Any] | None:
+        if key == "discriminator":
+            return None
+        if key == "const":
+            return "enum", [value]
+        if key == "format":
+            return (key, value) if value in _DRAFT_04_FORMATS else None
+        if key == "properties":
+            return key, self.named_subschemas(value)
+        if key in ("enum", "required"):
+            return key, list(value)
+        if key in _DRAFT_04_KEYWORDS:
+            return key, self.convert(value)
+        raise EventSchemaError(f"{key!r} has no draft-4 equivalent here")
 
 
 def _webhook_data_refs(spec: Mapping[str, Any]) -> dict[str, str]:
