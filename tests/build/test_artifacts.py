@@ -1,11 +1,14 @@
 """What `sam build` produced is what Lambda (python3.13, arm64) can run.
 
-`make test` runs `sam build` (no container) before pytest; these tests read .aws-sam/build.
+`make test` runs `make build` (`sam build`, no container, then scripts/compile_build.py)
+before pytest; these tests read .aws-sam/build.
 """
 
 from __future__ import annotations
 
 import ast
+import importlib.util
+import marshal
 import sys
 from dataclasses import dataclass, field
 from importlib.metadata import Distribution, PathDistribution
@@ -24,6 +27,11 @@ pytestmark = pytest.mark.build
 
 BUILD_DIR = ROOT / ".aws-sam" / "build"
 ELF_MACHINE_AARCH64 = 183
+# Lambda's python3.13 reads __pycache__/<name>.cpython-313.pyc; flags 0b11 = hash-based, checked against the source.
+LAMBDA_CACHE_TAG = "cpython-313"
+CHECKED_HASH_FLAGS = 0b11
+# Where Lambda unpacks a function's code and a layer's content.
+FUNCTION_ROOT, LAYER_ROOT = "/var/task", "/opt"
 # What the Lambda python3.13 runtime itself provides.
 RUNTIME_PROVIDED = {"boto3", "botocore", "s3transfer", "jmespath", "dateutil", "urllib3", "six"}
 RUNTIME_DISTRIBUTIONS = {"boto3", "botocore", "s3transfer", "jmespath", "python-dateutil", "urllib3", "six"}
@@ -67,6 +75,37 @@ def _layer_dirs(template: dict[str, Any], properties: dict[str, Any]) -> list[Pa
         content = template["Resources"][logical]["Properties"]["ContentUri"]
         dirs.append(BUILD_DIR / content / "python")
     return dirs
+
+
+def _artifact_roots(template: dict[str, Any]) -> dict[Path, str]:
+    """Each function's and layer's build folder -> the directory Lambda unpacks it into."""
+    roots: dict[Path, str] = {}
+    for resource in template["Resources"].values():
+        properties = resource.get("Properties", {})
+        if resource["Type"] == "AWS::Serverless::Function":
+            roots[BUILD_DIR / properties["CodeUri"]] = FUNCTION_ROOT
+        elif resource["Type"] == "AWS::Serverless::LayerVersion":
+            roots[BUILD_DIR / properties["ContentUri"]] = LAYER_ROOT
+    return roots
+
+
+def _bytecode_problem(source: Path, folder: Path, root: str) -> str | None:
+    """Why Lambda would compile `source` at import instead of reading its .pyc (None: it reads it)."""
+    cached = source.parent / "__pycache__" / f"{source.stem}.{LAMBDA_CACHE_TAG}.pyc"
+    if not cached.exists():
+        return "no .pyc"
+    data = cached.read_bytes()
+    if data[:4] != importlib.util.MAGIC_NUMBER:
+        return "another Python's magic number"
+    if int.from_bytes(data[4:8], "little") != CHECKED_HASH_FLAGS:
+        return "not checked-hash (a timestamp .pyc goes stale when SAM resets file times)"
+    if data[8:16] != importlib.util.source_hash(source.read_bytes()):
+        return "stale: the source changed after compiling"
+    expected = f"{root}/{source.relative_to(folder).as_posix()}"
+    recorded = marshal.loads(data[16:]).co_filename  # noqa: S302 - our own build output
+    if recorded != expected:
+        return f"compiled as {recorded}, runs as {expected}"
+    return None
 
 
 def _search_path(template: dict[str, Any], properties: dict[str, Any]) -> list[Path]:
@@ -210,6 +249,26 @@ def test_every_native_extension_is_built_for_arm64_linux() -> None:
     assert wrong == []
 
 
+def test_every_module_in_the_artifacts_has_current_checked_hash_bytecode_at_its_lambda_path(
+    built_template: dict[str, Any],
+) -> None:
+    """Lambda's code directories are read-only: a module without a valid .pyc is compiled on every cold start."""
+    roots = _artifact_roots(built_template)
+    assert set(roots.values()) == {FUNCTION_ROOT, LAYER_ROOT}
+    problems: dict[str, str] = {}
+    checked = 0
+    for folder, root in roots.items():
+        for source in folder.rglob("*.py"):
+            problem = _bytecode_problem(source, folder, root)
+            if problem is not None:
+                problems[str(source.relative_to(BUILD_DIR))] = problem
+            checked += 1
+    assert checked > len(roots), "expected every function's and layer's sources in the build"
+    assert problems == {}, (
+        f"{len(problems)} of {checked} sources (run `make build`): {dict(list(problems.items())[:5])}"
+    )
+
+
 def test_each_function_tree_holds_every_package_it_imports(built_template: dict[str, Any]) -> None:
     missing: dict[str, set[str]] = {}
     checked = 0
@@ -255,3 +314,20 @@ def test_the_deferred_sdk_import_counts_only_where_its_path_is_used(built_templa
         if "telnyx" in _third_party_imports(entry, search_path, {"voicebus", entry.stem}):
             needs_sdk.add(name)
     assert needs_sdk == {"RecordingFunction"}
+
+
+def test_layers_of_one_function_bundle_the_same_version_of_what_they_share(built_template: dict[str, Any]) -> None:
+    """Layers unpack into the same /opt/python and the later one wins: a shared package must not differ.
+
+    The telnyx SDK layer once bundled pydantic-core 2.50.5 beside the voicebus layer's pydantic 2.14.3,
+    which refuses any pydantic-core but its own: the recording function would have failed at init.
+    """
+    clashes: dict[str, list[str]] = {}
+    for name, properties in _functions(built_template).items():
+        versions: dict[str, set[str]] = {}
+        for base in _search_path(built_template, properties)[1:]:  # the layers, after the function's own code
+            for info in base.glob("*.dist-info"):
+                metadata = PathDistribution(info).metadata
+                versions.setdefault(canonicalize_name(metadata["Name"]), set()).add(metadata["Version"])
+        clashes.update({f"{name}: {package}": sorted(found) for package, found in versions.items() if len(found) > 1})
+    assert clashes == {}
