@@ -36,11 +36,14 @@ validate: setup
 	.tools/sam/bin/cfn-lint template.yaml schemas/registry.yaml examples/call-summary/template.yaml
 	.tools/checkov/bin/checkov --config-file .checkov.yaml --file template.yaml --framework cloudformation --compact --quiet --skip-download
 
+# /var/task and /opt are read-only on Lambda: the artifacts ship checked-hash bytecode
+# (scripts/compile_build.py), or every cold start compiles every module it imports.
 build: setup
 	$(PY) -m voicebus_cli check-flows
 	$(PY) -m voicebus_cli command-schemas --check
 	$(PY) -m voicebus_cli.event_schemas --check
 	$(SAM) build
+	$(PY) scripts/compile_build.py .aws-sam/build
 
 unit: setup
 	$(PY) -m pytest tests/unit
@@ -49,6 +52,8 @@ bench: setup
 	$(PY) bench/ingress_cost.py
 	$(PY) bench/cold_starts.py
 	$(PY) bench/archive.py
+	$(PY) bench/cost.py
+	$(PY) bench/reaction.py
 
 # Freshly signed copies of events/webhooks/*.json in .voicebus/events/webhooks/ (valid for
 # 300 s); the committed samples are never rewritten.

@@ -1,7 +1,7 @@
 """Which function a bus event reaches, and which one records it, by a template's own rules.
 
 Patterns are evaluated with moto's EventBridge pattern matcher; a function records
-what reaches it only when its EVENT_FAMILY claims it (voicebus.calls.consumer). A
+what reaches it only when its EVENT_FAMILY claims it (voicebus.calls.handler). A
 function with its own rule on the bus and no EVENT_FAMILY is a *user function*
 (yours, or the bundle's command function): it acts on what it hears and records nothing.
 The module-level functions read template.yaml; `Routing(template)` reads any other
@@ -112,6 +112,10 @@ ALSO = {
 }
 BUS = {"Fn::If": ["CreateEventBus", {"Ref": "EventBus"}, {"Ref": "ExistingEventBusName"}]}
 RETRY_POLICY = {"MaximumRetryAttempts": 8, "MaximumEventAgeInSeconds": 3600}
+# The one exception: the call-control function's rules drive IVR flows, and a menu prompt a
+# minute late is worse than none, so their events stop being retried after 60 s (dead-lettered).
+IVR_FUNCTION = "CallControlFunction"
+IVR_RETRY_POLICY = {"MaximumRetryAttempts": 8, "MaximumEventAgeInSeconds": 60}
 DEAD_LETTERS = {"Arn": {"Fn::GetAtt": ["EventDeadLetterQueue", "Arn"]}}
 
 
@@ -144,7 +148,8 @@ def check_reaches_its_recorder_and_only_what_acts_on_it(routing: Routing, detail
 
 
 def check_every_rule_retries_for_an_hour_then_dead_letters_on_the_bus(routing: Routing) -> None:
-    """What SAM cannot put in Globals is repeated per rule: the same on every one, yours too."""
+    """What SAM cannot put in Globals is repeated per rule: the same on every one, yours too,
+    except the IVR function's rules, which give up after a minute (IVR_RETRY_POLICY)."""
     checked = 0
     for name, properties in routing.functions.items():
         for event_name, event in properties.get("Events", {}).items():
@@ -152,7 +157,7 @@ def check_every_rule_retries_for_an_hour_then_dead_letters_on_the_bus(routing: R
                 continue
             rule = event["Properties"]
             where = f"{name}.{event_name}"
-            assert rule["RetryPolicy"] == RETRY_POLICY, where
+            assert rule["RetryPolicy"] == (IVR_RETRY_POLICY if name == IVR_FUNCTION else RETRY_POLICY), where
             assert rule["DeadLetterConfig"] == DEAD_LETTERS, where
             assert rule["EventBusName"] == BUS, f"{where}: not on the chosen bus"
             checked += 1

@@ -13,6 +13,9 @@ import json
 import pytest
 
 from tests.support.routing import (
+    IVR_FUNCTION,
+    IVR_RETRY_POLICY,
+    RETRY_POLICY,
     bundle,
     bus_event,
     check_every_rule_retries_for_an_hour_then_dead_letters_on_the_bus,
@@ -88,6 +91,23 @@ def test_each_event_type_has_one_family() -> None:
 
 def test_every_rule_retries_for_an_hour_then_dead_letters() -> None:
     check_every_rule_retries_for_an_hour_then_dead_letters_on_the_bus(bundle())
+
+
+def test_only_the_ivr_rules_drop_events_older_than_a_minute() -> None:
+    """The exception stated once: the rules that drive IVR flows, and no record-only rule."""
+    ages = {
+        f"{function}.{name}": event["Properties"]["RetryPolicy"]["MaximumEventAgeInSeconds"]
+        for function, properties in bundle().functions.items()
+        for name, event in properties.get("Events", {}).items()
+        if event["Type"] == "EventBridgeRule"
+    }
+    assert {rule for rule, age in ages.items() if age == IVR_RETRY_POLICY["MaximumEventAgeInSeconds"]} == {
+        f"{IVR_FUNCTION}.Telnyx",
+        f"{IVR_FUNCTION}.FlowTransitions",
+    }
+    assert {age for rule, age in ages.items() if not rule.startswith(f"{IVR_FUNCTION}.")} == {
+        RETRY_POLICY["MaximumEventAgeInSeconds"]
+    }
 
 
 def test_events_from_other_sources_reach_no_telnyx_function() -> None:

@@ -1,4 +1,4 @@
-"""The dashboard, alarms and logs in template.yaml: well-formed, wired to the optional SNS topic, retained."""
+"""The dashboard, alarms, logs and scale defaults in template.yaml: well-formed, wired, retained, sized."""
 
 from __future__ import annotations
 
@@ -9,6 +9,13 @@ from voicebus_cli.local.template import load_template, resources_with_globals
 
 TEMPLATE = load_template()
 RESOURCES = TEMPLATE["Resources"]
+PARAMETERS = TEMPLATE["Parameters"]
+# The load the defaults are sized for (README "Sizing"): 1,000 concurrent calls, about one
+# webhook per call per second in bursts, each ingress invocation ~50 ms (a PutEvents round trip).
+SIZED_FOR_CALLS = 1000
+INGRESS_SECONDS = 0.05
+# Lambda refuses a reservation that leaves less than 100 unreserved; 1,000 is the usual account quota.
+ACCOUNT_CONCURRENCY, UNRESERVED_MINIMUM = 1000, 100
 
 
 def test_dashboard_body_is_json_once_substituted() -> None:
@@ -53,3 +60,27 @@ def test_every_function_logs_where_log_retention_days_applies() -> None:
         assert RESOURCES[group["Ref"]]["Type"] == "AWS::Logs::LogGroup", name
     log_groups = [r for r in RESOURCES.values() if r["Type"] == "AWS::Logs::LogGroup"]
     assert all(group["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"} for group in log_groups)
+
+
+def test_the_webhook_throttle_defaults_admit_the_sized_load_and_its_bursts() -> None:
+    rate = PARAMETERS["WebhookThrottlingRateLimit"]["Default"]
+    burst = PARAMETERS["WebhookThrottlingBurstLimit"]["Default"]
+    assert rate >= SIZED_FOR_CALLS
+    assert burst >= 2 * rate
+    settings = RESOURCES["WebhookApi"]["Properties"]["DefaultRouteSettings"]
+    assert settings == {
+        "ThrottlingRateLimit": {"Ref": "WebhookThrottlingRateLimit"},
+        "ThrottlingBurstLimit": {"Ref": "WebhookThrottlingBurstLimit"},
+    }
+
+
+def test_the_ingress_reserves_enough_concurrency_for_the_throttle_by_default() -> None:
+    """Reserved, a flood of consumer invocations cannot starve the webhook endpoint (and 429s stay the API's)."""
+    reserved = PARAMETERS["IngressReservedConcurrency"]["Default"]
+    burst = PARAMETERS["WebhookThrottlingBurstLimit"]["Default"]
+    assert reserved >= burst * INGRESS_SECONDS
+    assert reserved <= ACCOUNT_CONCURRENCY - UNRESERVED_MINIMUM
+    ingress = RESOURCES["IngressFunction"]["Properties"]
+    assert ingress["ReservedConcurrentExecutions"] == {
+        "Fn::If": ["ReserveIngressConcurrency", {"Ref": "IngressReservedConcurrency"}, {"Ref": "AWS::NoValue"}]
+    }
