@@ -143,15 +143,16 @@ def build_command_handler() -> Handler:
     """The command function's Lambda handler: parse, dedupe on the event id, process."""
     logger = Logger()
     metrics = Metrics()
+    dynamodb = boto3.client("dynamodb")  # one client for the store and the idempotency layer
     processor = CommandRequestProcessor(
         CommandSender.from_environment(),
-        CallStore.from_env(boto3.client("dynamodb"), os.environ),
+        CallStore.from_env(dynamodb, os.environ),
         boto3.client("events"),
         config.require("EVENT_BUS_NAME"),
         metrics,
     )
     idempotency = IdempotencyConfig(event_key_jmespath="id", expires_after_seconds=6 * 3600)
-    persistence = DynamoDBPersistenceLayer(table_name=config.require("IDEMPOTENCY_TABLE_NAME"))
+    persistence = DynamoDBPersistenceLayer(table_name=config.require("IDEMPOTENCY_TABLE_NAME"), boto3_client=dynamodb)
 
     @idempotent_function(data_keyword_argument="event", config=idempotency, persistence_store=persistence)  # type: ignore[untyped-decorator]
     def process_once(event: CommandRequestEvent, context: LambdaContext) -> dict[str, Any]:
