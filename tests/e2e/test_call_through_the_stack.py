@@ -12,6 +12,7 @@ import pytest
 
 from tests.support.calls import CallScript, as_bus_event
 from tests.support.routing import targets
+from tests.support.security import guarded_functions
 from voicebus.calls.records import CallStatus, Feature
 from voicebus.calls.store import CallStore
 from voicebus.ingress.signature import sign
@@ -60,8 +61,13 @@ def test_a_call_with_duplicates_and_late_events_ends_right(
     assert runs[("RecordingFunction", webhooks[7]["data"]["id"])] == 1
     # ...and was processed once per targeted function: the second call.answered was answered
     # by the idempotency layer, in every function it reached (the stack's ledger of runs).
+    # Record-only functions keep no idempotency records (a repeat only rewrites the same
+    # state); none of them received a duplicate here, so each processed its events once too.
+    guarded = guarded_functions()
     once = Counter({(function, w["data"]["id"]): 1 for w in webhooks for function in targets(as_bus_event(w))})
     repeated = webhooks[1]["data"]["id"]
+    assert {function for function, _ in once} - guarded == {"MediaFunction"}
+    assert stack.ledger.unguarded_functions() == {"MediaFunction"}
     assert stack.ledger.processed() == once
     assert stack.ledger.short_circuited() == Counter({key: 1 for key in once if key[1] == repeated})
 
@@ -72,8 +78,8 @@ def test_a_call_with_duplicates_and_late_events_ends_right(
     assert record.client_state is not None and record.client_state.value == {"step": "voicemail"}
     assert [r.recording_id for r in record.recordings] == ["rec-1"]
     idempotency = boto3.client("dynamodb").scan(TableName=stack.ref("IdempotencyTable"))["Items"]
-    # One idempotency record per (function, webhook): duplicates added none.
-    assert len(idempotency) == sum(len(targets(as_bus_event(webhook))) for webhook in webhooks)
+    # One idempotency record per (guarded function, webhook): duplicates added none, record-only functions none.
+    assert len(idempotency) == sum(1 for function, _ in once if function in guarded)
 
 
 def test_a_function_that_keeps_failing_lands_in_the_failure_queue(

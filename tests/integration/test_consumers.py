@@ -13,13 +13,14 @@ import boto3
 import pytest
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from tests.support.calls import CallScript, as_bus_event
+from tests.support.calls import BASE_TIME, CallScript, as_bus_event
 from tests.support.routing import recorders, targets
 from voicebus.calls.client_state import encode
 from voicebus.calls.consumer import Handler, build_handler
-from voicebus.calls.recorder import RecordedEvent
+from voicebus.calls.events import TelnyxBusEvent
+from voicebus.calls.recorder import CallEventRecorder, RecordedEvent
 from voicebus.calls.records import CallStatus, Feature
-from voicebus.calls.store import CallStore
+from voicebus.calls.store import CallStore, unattributed_pk
 from voicebus.errors import PermanentError, RetryableError
 from voicebus_cli.local.functions import LoadedFunction, LocalContext, environment
 from voicebus_cli.local.provision import ProvisionedStack
@@ -336,3 +337,91 @@ def test_an_event_of_another_family_is_acted_on_but_not_recorded(
     assert [recorded.recorded for recorded in seen] == [False]
     assert call_store.get_call(script.call_control_id) is None
     assert call_store.timeline(script.call_control_id) == []
+
+
+# ---------------------------------------------------------------- record-only functions, fewer writes
+def test_a_record_only_function_records_a_redelivery_again_harmlessly(
+    consumers: dict[str, LoadedFunction], call_store: CallStore, stack: ProvisionedStack
+) -> None:
+    """No idempotency record: the repeat runs, finds every lane already set by this event, changes nothing."""
+    script = CallScript()
+    script.event("call.answered")
+    started = as_bus_event(script.event("call.speak.started", client_state=encode({"step": "menu"})))
+    first = deliver(consumers, started)["MediaFunction"]
+    before = call_store.get_call(script.call_control_id)
+
+    second = deliver(consumers, started)["MediaFunction"]
+
+    assert first["lanes_written"] == ["speak", "client_state"]
+    assert (second["lanes_written"], second["lanes_stale"]) == ([], ["speak", "client_state"])
+    assert call_store.get_call(script.call_control_id) == before
+    assert [entry.event_id for entry in call_store.timeline(script.call_control_id)] == [
+        started["detail"]["data"]["id"]
+    ]
+    idempotency = boto3.client("dynamodb").scan(TableName=stack.ref("IdempotencyTable"))["Items"]
+    assert idempotency == []
+
+
+def test_a_late_event_still_sets_its_identity_facts(
+    consumers: dict[str, LoadedFunction], call_store: CallStore
+) -> None:
+    """call.initiated after call.answered: its status lane is stale, its initiated_at is still recorded."""
+    script = CallScript()
+    initiated = script.event("call.initiated", state="parked")
+    answered = script.event("call.answered")
+    deliver(consumers, as_bus_event(answered))
+
+    result = deliver(consumers, as_bus_event(initiated))["CallControlFunction"]
+
+    assert result["lanes_stale"] == ["status"]
+    record = call_store.get_call(script.call_control_id)
+    assert record is not None and record.status is not None
+    assert record.status.value == CallStatus.ANSWERED
+    assert (record.initiated_at, record.answered_at) == (
+        initiated["data"]["occurred_at"],
+        answered["data"]["occurred_at"],
+    )
+
+
+def test_an_event_newer_for_some_lanes_only_writes_those(call_store: CallStore) -> None:
+    """One write per event when in order; when not, the lanes it is still newer for are written."""
+    script = CallScript()
+    early = script.event("call.speak.started", client_state=encode({"step": "menu"}))
+    late = script.event("call.speak.ended", status="completed")
+    later = script.event("call.dtmf.received", digit="1", client_state=encode({"step": "after"}))
+    recorder = CallEventRecorder(call_store)
+    for webhook in (late, later):
+        recorder.record(TelnyxBusEvent.model_validate(as_bus_event(webhook)).detail.data)
+    # speak.started is older than speak.ended (speak lane) and than dtmf's client_state.
+    stale = recorder.record(TelnyxBusEvent.model_validate(as_bus_event(early)).detail.data)
+    assert (stale.lanes_written, sorted(stale.lanes_stale)) == ([], ["client_state", "speak"])
+
+    other = CallScript()
+    first = other.event("call.speak.started", client_state=encode({"step": "menu"}))
+    newer_speak = other.event("call.speak.ended", status="completed")
+    recorder.record(TelnyxBusEvent.model_validate(as_bus_event(newer_speak)).detail.data)
+    mixed = recorder.record(TelnyxBusEvent.model_validate(as_bus_event(first)).detail.data)
+    assert (mixed.lanes_written, mixed.lanes_stale) == (["client_state"], ["speak"])
+    record = call_store.get_call(other.call_control_id)
+    assert record is not None and record.client_state is not None
+    assert record.client_state.value == {"step": "menu"}
+    assert record.features[Feature.SPEAK].model_extra == {"state": "ended", "status": "completed"}
+
+
+def test_events_with_no_call_conference_or_session_are_spread_and_read_back_by_hour(
+    consumers: dict[str, LoadedFunction], call_store: CallStore
+) -> None:
+    script = CallScript()
+    events = []
+    for index in range(24):
+        webhook = script.event("call.machine.detection.ended", result="human")
+        webhook["data"]["payload"] = {"result": "human", "index": index}  # no ids at all
+        events.append(webhook)
+        deliver(consumers, as_bus_event(webhook))
+
+    keys = {unattributed_pk(w["data"]["occurred_at"], w["data"]["id"]) for w in events}
+    assert len(keys) > 1, "one shared key would be a hot partition"
+    assert all(key.startswith(f"UNATTRIBUTED#{BASE_TIME:%Y-%m-%dT%H}#") for key in keys)
+    hour = call_store.unattributed_timeline(f"{BASE_TIME:%Y-%m-%dT%H}")
+    ours = [entry.event_id for entry in hour if entry.event_id in {w["data"]["id"] for w in events}]
+    assert ours == [w["data"]["id"] for w in events]

@@ -7,6 +7,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from voicebus.calls.client_state import encode
+from voicebus.calls.events import TelnyxBusEvent
+from voicebus.calls.recorder import CallEventRecorder
+from voicebus.calls.store import CallStore
 from voicebus_cli.webhooks import bus_event, compact, envelope
 
 BASE_TIME = datetime(2026, 11, 21, 10, 0, 0, tzinfo=UTC)
@@ -66,3 +69,24 @@ class CallScript:
 
 def as_bus_event(webhook: dict[str, Any]) -> dict[str, Any]:
     return bus_event(compact(webhook))
+
+
+def recorded_state(store: CallStore, call_control_id: str) -> dict[str, Any]:
+    """What recording alone decides about a call: its record less the key, recordings' archive
+    facts and the transcript link (written by `act` work, not by recording), and its timeline."""
+    record = store.get_call(call_control_id)
+    assert record is not None, call_control_id
+    state = record.model_dump(mode="json", exclude={"call_control_id", "recordings", "transcript"})
+    timeline = [entry.model_dump() for entry in store.timeline(call_control_id)]
+    return {"state": state, "timeline": timeline}
+
+
+def in_order_state(store: CallStore, webhooks: list[dict[str, Any]]) -> dict[str, Any]:
+    """`recorded_state` of the same call recorded once, in order, under a fresh call id (the oracle)."""
+    call_control_id = f"v3:in-order-{uuid.uuid4()}"
+    recorder = CallEventRecorder(store)
+    for webhook in webhooks:
+        event = TelnyxBusEvent.model_validate(as_bus_event(webhook))
+        event.detail.data.payload.call_control_id = call_control_id
+        recorder.record(event.detail.data)
+    return recorded_state(store, call_control_id)

@@ -227,3 +227,15 @@ class TemplateSecurity:
         self.check_only_archivers_write_the_archive(name)
         self.check_no_api_key_in_the_environment(name)
         self.check_not_traced(name)
+
+
+def guarded_functions() -> frozenset[str]:
+    """template.yaml's functions whose code keeps Powertools idempotency records (read from their imports).
+
+    They promise each event is processed once per function; the others (record-only
+    families) may process a redelivery again, harmlessly.
+    """
+    from voicebus_cli.local.template import load_template
+
+    security = TemplateSecurity(load_template())
+    return frozenset(name for name in security.functions if "IdempotencyTable" in security.needed(name))

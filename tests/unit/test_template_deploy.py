@@ -141,6 +141,8 @@ def test_the_archived_bytes_widget_searches_the_dimensions_the_metric_is_emitted
 
 
 def test_the_consumer_adds_only_the_event_type_dimension() -> None:
-    """What the widget test assumes of voicebus.calls.consumer (every archive metric passes through it)."""
-    source = (ROOT / "layers" / "voicebus" / "voicebus" / "calls" / "consumer.py").read_text()
+    """What the widget test assumes of the family consumers (voicebus.calls.handler, which
+    voicebus.calls.consumer extends with idempotency): every archive metric passes through it."""
+    calls = ROOT / "layers" / "voicebus" / "voicebus" / "calls"
+    source = "".join((calls / name).read_text() for name in ("handler.py", "consumer.py"))
     assert re.findall(r"add_dimension\(name=\"(\w+)\"", source) == ["EventType"]

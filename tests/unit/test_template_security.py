@@ -37,7 +37,18 @@ def test_the_code_derived_needs_are_what_the_stores_call() -> None:
     assert CALL_STORE_QUERIES_AN_INDEX
     assert "dynamodb:DeleteItem" in IDEMPOTENCY_ACTIONS
     assert SECURITY.needed("IngressFunction") == {}
-    assert set(SECURITY.needed("MediaFunction")) == {"CallsTable", "CallsTable/index", "IdempotencyTable"}
+    # Record-only families keep no idempotency records (conditional lane writes make recording
+    # safe to repeat); families whose work must not repeat (commands, uploads) do.
+    assert set(SECURITY.needed("MediaFunction")) == {"CallsTable", "CallsTable/index"}
+    for guarded in ("CallControlFunction", "RecordingFunction", "TranscriptionFunction", "CommandFunction"):
+        assert "IdempotencyTable" in SECURITY.needed(guarded), guarded
+
+
+def test_functions_without_idempotency_are_not_granted_the_idempotency_table() -> None:
+    for name in FUNCTIONS:
+        policies = SECURITY.functions[name]["Properties"].get("Policies", [])
+        granted = {"Ref": "IdempotencyAccess"} in policies
+        assert granted == ("IdempotencyTable" in SECURITY.needed(name)), name
 
 
 @pytest.mark.parametrize("name", sorted(FUNCTIONS))

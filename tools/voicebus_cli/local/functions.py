@@ -152,14 +152,22 @@ def fingerprint(directory: Path) -> str:
 class IdempotencyWatch:
     """What Powertools' idempotency layer did during one invocation, seen at its persistence store.
 
+    `claims`: records it tried to take; 0 means the function runs without idempotency
+    (the record-only families), so only the run's own outcome says whether it did its work.
     `completed`: records it saved as COMPLETED, i.e. the guarded work ran to its end.
     `found_existing`: claims it could not take because a record for the key existed, i.e.
     it returned the stored result (or refused a duplicate still in progress) instead.
     """
 
     def __init__(self) -> None:
+        self.claims = 0
         self.completed = 0
         self.found_existing = 0
+
+    @property
+    def guarded(self) -> bool:
+        """The idempotency layer took part in the run."""
+        return self.claims > 0
 
 
 _WATCHES = threading.local()
@@ -185,6 +193,9 @@ def _install_idempotency_probe() -> None:
         save_success = BasePersistenceLayer.save_success
 
         def claim(self: BasePersistenceLayer, *args: Any, **kwargs: Any) -> None:
+            watch = _current_watch()
+            if watch is not None:
+                watch.claims += 1
             try:
                 save_inprogress(self, *args, **kwargs)
             except IdempotencyItemAlreadyExistsError:

@@ -41,10 +41,13 @@ class Invocation:
     error: str | None
     result: Any = None
     at: float = 0.0  # time.time() when the run ended
-    # The idempotency layer saved the work as done in this run (the work really ran, to its end).
+    # The work on the event ran to its end in this run: for a function with idempotency, the
+    # layer saved it as done; for one without (record-only families), the run ended without error.
     processed: bool = False
     # The idempotency layer found a record for the event and skipped the work (or refused it).
     short_circuited: bool = False
+    # The idempotency layer took part in the run (False for functions that run without it).
+    guarded: bool = False
 
     @property
     def event_key(self) -> str:
@@ -113,9 +116,22 @@ class InvocationLedger:
         with self._lock:
             return list(self._faults)
 
-    def processed(self) -> Counter[tuple[str, str]]:
-        """(function, event key) -> runs in which the function's work on the event ran to its end."""
-        return Counter((run.function, run.event_key) for run in self.runs if run.processed)
+    def processed(self, guarded: bool | None = None) -> Counter[tuple[str, str]]:
+        """(function, event key) -> runs in which the function's work on the event ran to its end.
+
+        `guarded=True`: only runs of functions with idempotency (where "exactly once" is the
+        promise); False: only runs of functions without it (where a repeat is harmless, and
+        "at least once" with the right final state is).
+        """
+        return Counter(
+            (run.function, run.event_key)
+            for run in self.runs
+            if run.processed and (guarded is None or run.guarded == guarded)
+        )
+
+    def unguarded_functions(self) -> set[str]:
+        """Functions that ran (to their end) without the idempotency layer taking part."""
+        return {run.function for run in self.runs if run.error is None and not run.guarded}
 
     def short_circuited(self) -> Counter[tuple[str, str]]:
         """(function, event key) -> runs the idempotency layer answered without doing the work."""
@@ -222,9 +238,20 @@ class RuleWorker:
                     result = None
                 else:
                     error = None
-            processed = watch.completed > 0
+            # Without idempotency (no claim in the run), the work is done when the run ends without error.
+            processed = watch.completed > 0 if watch.guarded else error is None
             short_circuited = watch.found_existing > 0 and not processed and error is None
-            run = Invocation(self.function.name, event, attempt, error, result, time.time(), processed, short_circuited)
+            run = Invocation(
+                self.function.name,
+                event,
+                attempt,
+                error,
+                result,
+                time.time(),
+                processed,
+                short_circuited,
+                watch.guarded,
+            )
             try:
                 self.callbacks.on_invocation(run)
             except Exception as exc:

@@ -1,57 +1,57 @@
-"""The shape every event-family function shares: parse, dedupe on `data.id`, record, act.
+"""Family functions whose work must not repeat: the shared consumer with Powertools idempotency on `data.id`.
 
-A family function is three lines: it builds its handler here, optionally with an
-`act` callback for the work beyond recording (archiving, IVR steps). Its family
-(`EVENT_FAMILY`) says which events it records: one that reaches it through a
-second rule only drives its `act`, so each event type is written by one function
-and a stale lane write always means a late event. Duplicates are caught twice:
-Powertools idempotency on the webhook's `data.id` skips the whole invocation, and
-the store's conditional writes make a late or repeated event harmless even after
-the idempotency record has expired.
-
-Errors decide by branch (voicebus.errors): a `PermanentError` is logged, counted
-(`EventsRefused`) and answered with `refused`, since retrying the same event
-cannot help; anything else propagates, so Lambda and EventBridge retry it.
+Call control (commands sent to Telnyx), recording and transcription (uploads to S3)
+build their handler here: a redelivered event's whole invocation is skipped, with its
+first result returned. The store's conditional writes still make a late or repeated
+event harmless after the idempotency record has expired. Record-only families need
+none of this and use `voicebus.calls.handler.build_handler` (no idempotency table,
+no IdempotencyAccess).
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import boto3
 from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.idempotency import (
     DynamoDBPersistenceLayer,
     IdempotencyConfig,
     idempotent_function,
 )
-from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from voicebus import config
-from voicebus.calls.events import TelnyxBusEvent, TelnyxWebhook
-from voicebus.calls.families import EventFamily, family_from_env, family_of
-from voicebus.calls.recorder import CallEventRecorder, RecordedEvent
-from voicebus.calls.store import CallStore
-from voicebus.errors import PermanentError
+from voicebus.calls.events import TelnyxWebhook
+from voicebus.calls.families import EventFamily, family_from_env
+from voicebus.calls.handler import (
+    CORRELATION_ID_PATH,
+    Act,
+    EventConsumer,
+    Handler,
+    lambda_handler_for,
+    store_from_env,
+)
+from voicebus.calls.recorder import CallEventRecorder
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
-# The webhook's id: one id per Telnyx event, whatever the delivery attempt.
-CORRELATION_ID_PATH = "detail.data.id"
+__all__ = [
+    "CORRELATION_ID_PATH",
+    "IDEMPOTENCY_EXPIRY_SECONDS",
+    "Act",
+    "Handler",
+    "IdempotentEventConsumer",
+    "build_handler",
+    "store_from_env",
+]
+
 IDEMPOTENCY_EXPIRY_SECONDS = 6 * 3600  # longer than Telnyx's retries and EventBridge's retry window
 
-# The work a family does beyond recording: archive a file, advance an IVR flow, ...
-Act = Callable[[TelnyxWebhook, RecordedEvent, LambdaContext], dict[str, Any] | None]
-Handler = Callable[[dict[str, Any], LambdaContext], dict[str, Any]]
 
-
-class EventConsumer:
-    """Built once per container; `handle` runs once per event."""
+class IdempotentEventConsumer(EventConsumer):
+    """An EventConsumer that processes each webhook (`data.id`) once per function."""
 
     def __init__(
         self,
@@ -63,12 +63,7 @@ class EventConsumer:
         *,
         idempotency_client: DynamoDBClient | None = None,
     ) -> None:
-        self.recorder = recorder
-        self.logger = logger
-        self.metrics = metrics
-        self.act = act
-        self.family = family
-        self._context: LambdaContext | None = None
+        super().__init__(recorder, family, logger, metrics, act)
         self.idempotency = IdempotencyConfig(
             event_key_jmespath="data.id", expires_after_seconds=IDEMPOTENCY_EXPIRY_SECONDS
         )
@@ -78,93 +73,26 @@ class EventConsumer:
         )
         self._process_once = idempotent_function(
             data_keyword_argument="webhook", config=self.idempotency, persistence_store=persistence
-        )(self._process)
-
-    def records(self, event_type: str) -> bool:
-        """Whether this function records `event_type` (else it only acts on it)."""
-        return family_of(event_type) is self.family
+        )(self.process)
 
     def handle(self, event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         self.idempotency.register_lambda_context(context)
-        self._context = context
-        # An event this model refuses fails the invocation: after the retries it waits in the
-        # failure queue (alarmed) for a fix and a redrive, rather than living only in a log line.
-        webhook = parse(event=event, model=TelnyxBusEvent).detail
-        payload = webhook.data.payload
-        self.logger.append_keys(
-            webhook_id=webhook.data.id,
-            event_type=webhook.data.event_type,
-            call_control_id=payload.call_control_id,
-            call_session_id=payload.call_session_id,
-        )
+        return super().handle(event, context)
+
+    def run(self, webhook: TelnyxWebhook) -> dict[str, Any]:
         result: dict[str, Any] = self._process_once(webhook=webhook)
         return result
 
-    def _process(self, webhook: TelnyxWebhook) -> dict[str, Any]:
-        data = webhook.data
-        self.metrics.add_dimension(name="EventType", value=data.event_type)
-        recorded = RecordedEvent.unrecorded(data)
-        try:
-            if self.records(data.event_type):
-                recorded = self.recorder.record(data)
-                self._count(recorded)
-            outcome = None
-            if self.act is not None:
-                assert self._context is not None, "handle() registers the context before processing"
-                outcome = self.act(webhook, recorded, self._context)
-        except PermanentError as error:
-            # The same event would fail the same way on every retry: answer it instead.
-            return self._refuse(recorded, error)
-        self.logger.info(
-            "event recorded" if recorded.recorded else "event acted on (its family records it)",
-            extra={"lanes_written": recorded.lanes_written, "lanes_stale": recorded.lanes_stale},
-        )
-        return {**_summary(recorded), **(outcome or {})}
-
-    def _count(self, recorded: RecordedEvent) -> None:
-        self.metrics.add_metric(name="EventsRecorded", unit=MetricUnit.Count, value=1)
-        if recorded.lanes_stale:
-            # An older event arrived after a newer one: expected, counted, not an error.
-            self.metrics.add_metric(name="StaleLaneWrites", unit=MetricUnit.Count, value=len(recorded.lanes_stale))
-
-    def _refuse(self, recorded: RecordedEvent, error: PermanentError) -> dict[str, Any]:
-        self.logger.exception("event refused: retrying it cannot help", extra={"error_type": type(error).__name__})
-        self.metrics.add_metric(name="EventsRefused", unit=MetricUnit.Count, value=1)
-        return {**_summary(recorded), "refused": {"error": type(error).__name__, "reason": str(error)}}
-
-
-def _summary(recorded: RecordedEvent) -> dict[str, Any]:
-    return {
-        "event_id": recorded.event_id,
-        "event_type": recorded.event_type,
-        "recorded": recorded.recorded,
-        "lanes_written": recorded.lanes_written,
-        "lanes_stale": recorded.lanes_stale,
-    }
-
-
-def store_from_env(client: DynamoDBClient | None = None) -> CallStore:
-    """The container's call store (CALLS_TABLE_NAME, CALL_RECORD_RETENTION_DAYS)."""
-    return CallStore.from_env(client or boto3.client("dynamodb"), os.environ)
-
 
 def build_handler(act: Act | None = None) -> Handler:
-    """The Lambda handler of one event-family function (EVENT_FAMILY; service name from POWERTOOLS_SERVICE_NAME)."""
-    logger = Logger()
-    metrics = Metrics()
+    """The Lambda handler of a family function with idempotency (EVENT_FAMILY; service from POWERTOOLS_SERVICE_NAME)."""
     dynamodb = boto3.client("dynamodb")  # one client for the store and the idempotency layer
-    consumer = EventConsumer(
+    consumer = IdempotentEventConsumer(
         CallEventRecorder(store_from_env(dynamodb)),
         family_from_env(),
-        logger,
-        metrics,
+        Logger(),
+        Metrics(),
         act,
         idempotency_client=dynamodb,
     )
-
-    @logger.inject_lambda_context(correlation_id_path=CORRELATION_ID_PATH, clear_state=True)
-    @metrics.log_metrics
-    def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-        return consumer.handle(event, context)
-
-    return lambda_handler
+    return lambda_handler_for(consumer)

@@ -16,14 +16,10 @@ from typing import Any
 from voicebus.calls import client_state
 from voicebus.calls.events import CallPayload, WebhookData, occurred_key
 from voicebus.calls.records import STATUS_RANK, CallStatus, Feature
-from voicebus.calls.store import CallStore, EventRef, call_pk
+from voicebus.calls.store import CallStore, EventRef, LaneWrite, call_pk, unattributed_pk
 
-
-@dataclass(frozen=True)
-class LaneUpdate:
-    lane: str
-    fields: dict[str, Any]
-    rank: int = 0
+# What an event sets on one lane (the store's LaneWrite: lane, fields, rank).
+LaneUpdate = LaneWrite
 
 
 @dataclass(frozen=True)
@@ -44,7 +40,7 @@ class RecordedEvent:
     @classmethod
     def unrecorded(cls, data: WebhookData) -> RecordedEvent:
         """An event this function acts on but leaves to its own family to record."""
-        return cls(data.id, data.event_type, subject_key(data.payload), recorded=False)
+        return cls(data.id, data.event_type, subject_key(data), recorded=False)
 
 
 def _status(status: CallStatus, *detail_fields: str) -> Callable[[CallPayload], list[LaneUpdate]]:
@@ -105,15 +101,21 @@ def _timeline_only(payload: CallPayload) -> list[LaneUpdate]:
     return []
 
 
-def subject_key(payload: CallPayload) -> str:
-    """Whose timeline an event joins: the call, else its conference, else its session."""
+def subject_key(data: WebhookData) -> str:
+    """Whose timeline an event joins: the call, else its conference, else its session.
+
+    Each of those is one entity's partition. Events with none of them share no key:
+    they are spread by hour and by a hash of their id (`unattributed_pk`), and read back
+    an hour at a time with `CallStore.unattributed_timeline`.
+    """
+    payload = data.payload
     if payload.call_control_id:
         return call_pk(payload.call_control_id)
     if payload.conference_id:
         return f"CONFERENCE#{payload.conference_id}"
     if payload.call_session_id:
         return f"SESSION#{payload.call_session_id}"
-    return "UNATTRIBUTED"
+    return unattributed_pk(occurred_key(data.occurred), data.id)
 
 
 class CallEventRecorder:
@@ -125,14 +127,13 @@ class CallEventRecorder:
     def record(self, data: WebhookData) -> RecordedEvent:
         payload = data.payload
         ref = EventRef(data.id, data.event_type, occurred_key(data.occurred))
-        subject = subject_key(payload)
+        subject = subject_key(data)
         self.store.append_timeline(subject, ref)
         result = RecordedEvent(data.id, data.event_type, subject)
         call_control_id = payload.call_control_id
         if not call_control_id:
             return result
 
-        self.store.record_identity(call_control_id, _identity(data, ref))
         effect = EVENT_EFFECTS.get(data.event_type, _timeline_only)
         updates = effect(payload)
         if payload.client_state is not None:
@@ -140,9 +141,10 @@ class CallEventRecorder:
             updates.append(
                 LaneUpdate("client_state", {"raw": decoded.raw, "kind": decoded.kind.value, "value": decoded.value})
             )
-        for update in updates:
-            written = self.store.advance_lane(call_control_id, update.lane, update.fields, ref, update.rank)
-            (result.lanes_written if written else result.lanes_stale).append(update.lane)
+        # One write on the STATE item for all of the event's lanes and its identity facts.
+        outcome = self.store.advance_lanes(call_control_id, updates, ref, _identity(data, ref))
+        result.lanes_written.extend(outcome.written)
+        result.lanes_stale.extend(outcome.stale)
         if data.event_type.startswith("call.recording.") and payload.recording_id:
             self._record_recording(call_control_id, payload, ref)
         return result

@@ -8,18 +8,25 @@ One table, keyed `pk` / `sk` (see the README's "Call state" section):
                                   sk = TRANSCRIPT#<occurred_at>#<id>  live transcript segments
                                   sk = COMMAND#<occurred_at>#<command_id>  commands sent, and the answers
 
+    pk = CONFERENCE#<id> / SESSION#<id>     sk = EVENT#...   timelines of events with no call id
+    pk = UNATTRIBUTED#<yyyy-mm-ddThh>#<0-7> sk = EVENT#...   events with no id at all, spread (unattributed_pk)
+
 Every facet of a call that events change (its status, its client_state, each media
 feature) is a *lane*: a map holding the facet's value and the (occurred_at, rank,
-event id) of the event that set it. A lane is written by one conditional UpdateItem
-that succeeds only when the event is newer than what the lane holds, so a late or
-repeated event never moves state backwards, and no write reads first.
+event id) of the event that set it. All of an event's lanes and its set-once identity
+facts go in one UpdateItem on the STATE item, conditional on the event being newer
+than each lane; when it is not newer for all of them, DynamoDB returns the item as it
+stands and the lanes it is still newer for are written next (`advance_lanes`). So a
+late or repeated event never moves state backwards, an in-order event costs one write,
+and no write reads first.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -35,6 +42,8 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
 STATE_SK = "STATE"
+UNATTRIBUTED_PREFIX = "UNATTRIBUTED#"
+UNATTRIBUTED_SHARDS = 8
 DEFAULT_RETENTION_DAYS = 30
 _SERIALIZER = TypeSerializer()
 _DESERIALIZER = TypeDeserializer()
@@ -51,6 +60,18 @@ class EventRef:
 
 def call_pk(call_control_id: str) -> str:
     return f"CALL#{call_control_id}"
+
+
+def unattributed_pk(occurred_at: str, event_id: str) -> str:
+    """The timeline partition of an event with no call, conference or session id.
+
+    Such events would otherwise all share one key (one hot partition): they are spread
+    over the hour they occurred in (`occurred_at`'s first 13 characters, 2026-11-21T10)
+    and UNATTRIBUTED_SHARDS shards chosen by a hash of the event id, so a duplicate lands
+    on its original. Read an hour back with `CallStore.unattributed_timeline`.
+    """
+    shard = int.from_bytes(hashlib.sha256(event_id.encode()).digest()[:4], "big") % UNATTRIBUTED_SHARDS
+    return f"{UNATTRIBUTED_PREFIX}{occurred_at[:13]}#{shard}"
 
 
 def _attribute(value: Any) -> dict[str, Any]:
@@ -90,6 +111,35 @@ def _recording(item: dict[str, Any]) -> dict[str, Any]:
     lane = item.get("recording") or {"recording_id": recording_id, "status": "pending", "at": ""}
     extra = {name: value for name, value in item.items() if name not in {"pk", "sk", "recording", "expires_at"}}
     return {**lane, **extra}
+
+
+def _newer(lane: Any, ref: EventRef, rank: int) -> bool:
+    """The lane's order condition, on the lane as DynamoDB returned it (Python compares str as DynamoDB does)."""
+    if not isinstance(lane, dict):
+        return True
+    held = (str(lane.get("at", "")), int(lane.get("rank", 0)), str(lane.get("event_id", "")))
+    return held < (ref.occurred_at, rank, ref.event_id)
+
+
+class LaneWriteError(RuntimeError):
+    """A lane write kept losing to concurrent writes (a bug: lanes only move forward, so it cannot loop)."""
+
+
+@dataclass(frozen=True)
+class LaneWrite:
+    """One lane an event sets, and its rank among events of the same instant."""
+
+    lane: str
+    fields: dict[str, Any]
+    rank: int = 0
+
+
+@dataclass(frozen=True)
+class LaneOutcome:
+    """Which lanes the event set, and which a later event had already set (stale)."""
+
+    written: list[str]
+    stale: list[str]
 
 
 class CallStore:
@@ -134,37 +184,50 @@ class CallStore:
             },
         )
 
-    def record_identity(self, call_control_id: str, facts: Mapping[str, str | None]) -> None:
-        """Set-once facts (ids, parties, lifecycle times): the first value written stays."""
-        present = {name: value for name, value in facts.items() if value}
-        names = {f"#f{index}": name for index, name in enumerate(present)}
-        values = {f":f{index}": _attribute(value) for index, value in enumerate(present.values())}
-        assignments = [f"{alias} = if_not_exists({alias}, :f{index})" for index, alias in enumerate(names)]
-        self._client.update_item(
-            TableName=self._table,
-            Key=self._state_key(call_control_id),
-            UpdateExpression="SET " + ", ".join([*assignments, "call_control_id = :id", "expires_at = :exp"]),
-            ExpressionAttributeNames=names or None,  # type: ignore[arg-type]
-            ExpressionAttributeValues={
-                **values,
-                ":id": _attribute(call_control_id),
-                ":exp": _attribute(self._expires_at()),
-            },
-        )
+    def advance_lanes(
+        self,
+        call_control_id: str,
+        lanes: Sequence[LaneWrite],
+        ref: EventRef,
+        identity: Mapping[str, str | None] | None = None,
+    ) -> LaneOutcome:
+        """Set each lane unless a later event already did, with the set-once `identity` facts, in one write.
+
+        One conditional UpdateItem on the call's STATE item sets every lane the event is
+        newer for (the condition is the AND of each lane's order condition) and, with
+        `if_not_exists`, the identity facts: the first value written stays. When the
+        condition fails, DynamoDB returns the item as it stands; the lanes this event is
+        still newer for are written in another attempt (lanes only move forward, so a lane
+        found newer stays newer), and when none is, only identity facts not yet there.
+        """
+        facts = {name: value for name, value in (identity or {}).items() if value}
+        values = {
+            write.lane: {
+                **write.fields,
+                "at": ref.occurred_at,
+                "event_id": ref.event_id,
+                "event_type": ref.event_type,
+                "rank": write.rank,
+            }
+            for write in lanes
+        }
+        ranks = {write.lane: write.rank for write in lanes}
+        always = {"call_control_id": call_control_id}
+        return self._advance(self._state_key(call_control_id), values, ranks, ref, facts, always)
 
     def advance_lane(
         self, call_control_id: str, lane: str, fields: Mapping[str, Any], ref: EventRef, rank: int = 0
     ) -> bool:
         """Set `lane` to `fields` unless a later event already did; False when this one is stale."""
-        value = {**fields, "at": ref.occurred_at, "event_id": ref.event_id, "event_type": ref.event_type, "rank": rank}
-        return self._conditional_lane_write(self._state_key(call_control_id), lane, value, ref, rank)
+        outcome = self.advance_lanes(call_control_id, [LaneWrite(lane, dict(fields), rank)], ref)
+        return lane in outcome.written
 
     def put_recording(self, call_control_id: str, recording_id: str, fields: Mapping[str, Any], ref: EventRef) -> bool:
         """A recording's own item, updated in event order like a lane."""
         key = {"pk": _attribute(call_pk(call_control_id)), "sk": _attribute(f"RECORDING#{recording_id}")}
         value = {**fields, "recording_id": recording_id, "at": ref.occurred_at, "event_id": ref.event_id}
         value.update({"event_type": ref.event_type, "rank": 0})
-        return self._conditional_lane_write(key, "recording", value, ref, 0)
+        return "recording" in self._advance(key, {"recording": value}, {"recording": 0}, ref, {}, {}).written
 
     def update_recording(self, call_control_id: str, recording_id: str, fields: Mapping[str, Any]) -> None:
         """Add facts to a recording that do not depend on event order (where it was archived, its transcript).
@@ -244,35 +307,88 @@ class CallStore:
     def _state_key(self, call_control_id: str) -> dict[str, Any]:
         return {"pk": _attribute(call_pk(call_control_id)), "sk": _attribute(STATE_SK)}
 
-    def _conditional_lane_write(
-        self, key: dict[str, Any], lane: str, value: Mapping[str, Any], ref: EventRef, rank: int
-    ) -> bool:
-        # Newer wins by (occurred_at, rank, event id): a total order, so any shuffle of the
-        # same events converges to the same state, and a duplicate never writes.
-        condition = (
-            "attribute_not_exists(#lane) OR #lane.#at < :at"
-            " OR (#lane.#at = :at AND (#lane.#rank < :rank OR (#lane.#rank = :rank AND #lane.#eid < :eid)))"
-        )
-        try:
-            self._client.update_item(
-                TableName=self._table,
-                Key=key,
-                UpdateExpression="SET #lane = :value, expires_at = :exp",
-                ConditionExpression=condition,
-                ExpressionAttributeNames={"#lane": lane, "#at": "at", "#rank": "rank", "#eid": "event_id"},
-                ExpressionAttributeValues={
-                    ":value": _attribute(dict(value)),
-                    ":at": _attribute(ref.occurred_at),
-                    ":rank": _attribute(rank),
-                    ":eid": _attribute(ref.event_id),
-                    ":exp": _attribute(self._expires_at()),
-                },
+    def _advance(
+        self,
+        key: dict[str, Any],
+        values: Mapping[str, Mapping[str, Any]],
+        ranks: Mapping[str, int],
+        ref: EventRef,
+        facts: Mapping[str, str],
+        always: Mapping[str, str],
+    ) -> LaneOutcome:
+        pending = list(values)
+        stale: list[str] = []
+        current: dict[str, Any] | None = None
+        for _ in range(len(values) + 2):  # each failed attempt drops at least one lane, or ends
+            if current is not None:
+                newer = [lane for lane in pending if _newer(current.get(lane), ref, ranks[lane])]
+                stale += [lane for lane in pending if lane not in newer]
+                pending = newer
+                missing = {name: value for name, value in facts.items() if name not in current}
+                if not pending and not missing:
+                    return LaneOutcome([], stale)  # nothing left this event would change
+                facts = missing if not pending else facts
+            failed = self._try_advance(key, {lane: values[lane] for lane in pending}, ranks, ref, facts, always)
+            if failed is None:
+                return LaneOutcome(pending, stale)
+            current = failed
+        raise LaneWriteError(f"lanes {pending} of {key} kept changing under the write")
+
+    def _try_advance(
+        self,
+        key: dict[str, Any],
+        values: Mapping[str, Mapping[str, Any]],
+        ranks: Mapping[str, int],
+        ref: EventRef,
+        facts: Mapping[str, str],
+        always: Mapping[str, str],
+    ) -> dict[str, Any] | None:
+        """One UpdateItem; None when it was written, else the item as it stands (the condition failed)."""
+        names: dict[str, str] = {}
+        attributes: dict[str, Any] = {":exp": _attribute(self._expires_at())}
+        assignments = ["expires_at = :exp"]
+        conditions = []
+        for index, (lane, value) in enumerate(values.items()):
+            alias, rank = f"#l{index}", f":r{index}"
+            names[alias] = lane
+            attributes[f":v{index}"] = _attribute(dict(value))
+            attributes[rank] = _attribute(ranks[lane])
+            assignments.append(f"{alias} = :v{index}")
+            # Newer wins by (occurred_at, rank, event id): a total order, so any shuffle of the
+            # same events converges to the same state, and a duplicate never writes.
+            conditions.append(
+                f"(attribute_not_exists({alias}) OR {alias}.#at < :at OR ({alias}.#at = :at AND"
+                f" ({alias}.#rank < {rank} OR ({alias}.#rank = {rank} AND {alias}.#eid < :eid))))"
             )
+        if conditions:
+            names.update({"#at": "at", "#rank": "rank", "#eid": "event_id"})
+            attributes.update({":at": _attribute(ref.occurred_at), ":eid": _attribute(ref.event_id)})
+        for index, (name, fact) in enumerate(facts.items()):
+            names[f"#f{index}"] = name
+            attributes[f":f{index}"] = _attribute(fact)
+            assignments.append(f"#f{index} = if_not_exists(#f{index}, :f{index})")
+        for index, (name, fact) in enumerate(always.items()):
+            names[f"#a{index}"] = name
+            attributes[f":a{index}"] = _attribute(fact)
+            assignments.append(f"#a{index} = :a{index}")
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "Key": key,
+            "UpdateExpression": "SET " + ", ".join(assignments),
+            "ExpressionAttributeValues": attributes,
+        }
+        if names:
+            request["ExpressionAttributeNames"] = names
+        if conditions:
+            request["ConditionExpression"] = " AND ".join(conditions)
+            request["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
+        try:
+            self._client.update_item(**request)
         except ClientError as error:
             if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                return False
+                return _item(error.response.get("Item", {}))  # type: ignore[arg-type]
             raise
-        return True
+        return None
 
     # ------------------------------------------------------------------ reads
 
@@ -303,9 +419,25 @@ class CallStore:
         """Every event recorded for the call, in `occurred_at` order."""
         return [TimelineEntry.model_validate(item) for item in self._query(call_pk(call_control_id), "EVENT#")]
 
+    def unattributed_timeline(self, hour: str) -> list[TimelineEntry]:
+        """Events with no call, conference or session id that occurred in `hour` (2026-11-21T10), in order.
+
+        One query per shard (`unattributed_pk`), merged.
+        """
+        entries = [
+            TimelineEntry.model_validate(item)
+            for shard in range(UNATTRIBUTED_SHARDS)
+            for item in self._query(f"{UNATTRIBUTED_PREFIX}{hour[:13]}#{shard}", "EVENT#")
+        ]
+        return sorted(entries, key=lambda entry: (entry.occurred_at, entry.event_id))
+
     def calls_in_session(self, call_session_id: str) -> list[CallRecord]:
-        """Every leg of a call session (the by_call_session index)."""
-        records = []
+        """Every leg of a call session: the by_call_session index names them, each is then read whole.
+
+        The index projects keys only (KEYS_ONLY): projecting every attribute made each write
+        to a call's STATE item cost as much again on the index; legs per session are few.
+        """
+        legs: list[str] = []
         paginator = self._client.get_paginator("query")
         pages = paginator.paginate(
             TableName=self._table,
@@ -317,8 +449,9 @@ class CallStore:
             for raw in page.get("Items", []):
                 item = _item(raw)
                 if item.get("sk") == STATE_SK:
-                    records.append(self._record(item, self._recordings(item["call_control_id"])))
-        return records
+                    legs.append(item["pk"].removeprefix("CALL#"))
+        records = [self.get_call(leg) for leg in legs]
+        return [record for record in records if record is not None]
 
     def _recordings(self, call_control_id: str) -> list[dict[str, Any]]:
         return [_recording(item) for item in self._query(call_pk(call_control_id), "RECORDING#")]
