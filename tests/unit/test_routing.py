@@ -110,6 +110,17 @@ def test_only_the_ivr_rules_drop_events_older_than_a_minute() -> None:
     }
 
 
+def test_lambdas_own_retries_give_up_on_ivr_events_as_the_ivr_rules_do() -> None:
+    """Lambda retries a failed asynchronous invocation too: for call control, no longer than its rules."""
+    ages = {
+        function: properties["EventInvokeConfig"]["MaximumEventAgeInSeconds"]
+        for function, properties in bundle().functions.items()
+        if "EventInvokeConfig" in properties
+    }
+    assert ages.pop(IVR_FUNCTION) == IVR_RETRY_POLICY["MaximumEventAgeInSeconds"]
+    assert set(ages.values()) == {RETRY_POLICY["MaximumEventAgeInSeconds"]}
+
+
 def test_events_from_other_sources_reach_no_telnyx_function() -> None:
     assert targets(bus_event("call.answered", source="somebody.else")) == set()
 
