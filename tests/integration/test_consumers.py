@@ -18,9 +18,10 @@ from tests.support.routing import recorders, targets
 from voicebus.calls.client_state import encode
 from voicebus.calls.consumer import Handler, build_handler
 from voicebus.calls.events import TelnyxBusEvent
+from voicebus.calls.items import unattributed_pk
 from voicebus.calls.recorder import CallEventRecorder, RecordedEvent
 from voicebus.calls.records import CallStatus, Feature
-from voicebus.calls.store import CallStore, unattributed_pk
+from voicebus.calls.store import CallStore
 from voicebus.errors import PermanentError, RetryableError
 from voicebus_cli.local.functions import LoadedFunction, LocalContext, environment
 from voicebus_cli.local.provision import ProvisionedStack

@@ -20,9 +20,10 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from voicebus.archive.keys import transcript_key
 from voicebus.archive.writer import ArchiveWriter
 from voicebus.calls.events import TelnyxWebhook, occurred_key
+from voicebus.calls.items import EventRef
 from voicebus.calls.recorder import RecordedEvent
 from voicebus.calls.records import CallStatus
-from voicebus.calls.store import CallStore, EventRef
+from voicebus.calls.store import CallStore
 
 
 @dataclass

@@ -15,8 +15,9 @@ from typing import Any
 
 from voicebus.calls import client_state
 from voicebus.calls.events import CallPayload, WebhookData, occurred_key
+from voicebus.calls.items import EventRef, call_pk, unattributed_pk
 from voicebus.calls.records import STATUS_RANK, CallStatus, Feature
-from voicebus.calls.store import CallStore, EventRef, LaneWrite, call_pk, unattributed_pk
+from voicebus.calls.store import CallStore, LaneWrite
 
 # What an event sets on one lane (the store's LaneWrite: lane, fields, rank).
 LaneUpdate = LaneWrite

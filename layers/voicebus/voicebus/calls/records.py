@@ -1,7 +1,7 @@
 """What a call record holds, as your own code reads it: status, lanes, recordings, timeline.
 
 `voicebus.calls.store.CallStore` writes these facts in event order and reads them
-back as these models; nothing here touches DynamoDB.
+back as these models, built here from the items it read; nothing here calls DynamoDB.
 """
 
 from __future__ import annotations
@@ -96,3 +96,26 @@ class CallRecord(BaseModel):
     features: dict[Feature, Lane] = Field(default_factory=dict)
     recordings: list[RecordingRecord] = Field(default_factory=list)
     transcript: dict[str, Any] | None = None  # where the live transcript was archived, once the call ended
+
+
+def recording_from_item(item: dict[str, Any]) -> dict[str, Any]:
+    """The recording lane (order-safe facts) merged with its order-free attributes (archive, transcript)."""
+    recording_id = item["sk"].removeprefix("RECORDING#")
+    lane = item.get("recording") or {"recording_id": recording_id, "status": "pending", "at": ""}
+    extra = {name: value for name, value in item.items() if name not in {"pk", "sk", "recording", "expires_at"}}
+    return {**lane, **extra}
+
+
+def call_from_items(item: dict[str, Any], recordings: list[dict[str, Any]]) -> CallRecord:
+    """The call as `CallStore.get_call` returns it: its STATE item, with its recordings."""
+    features = {feature: item[feature.value] for feature in Feature if feature.value in item}
+    return CallRecord.model_validate(
+        {
+            # A command may write a lane before any webhook of the call: the key still says whose it is.
+            "call_control_id": item["pk"].removeprefix("CALL#"),
+            **item,
+            "status": item.get("status"),
+            "features": features,
+            "recordings": recordings,
+        }
+    )

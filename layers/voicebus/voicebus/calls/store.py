@@ -23,94 +23,32 @@ and no write reads first.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from voicebus import config
 from voicebus.calls.commands_log import COMMAND_SK_PREFIX, CommandEntry
-from voicebus.calls.records import CallRecord, Feature, TimelineEntry
+from voicebus.calls.items import (
+    STATE_SK,
+    UNATTRIBUTED_PREFIX,
+    UNATTRIBUTED_SHARDS,
+    EventRef,
+    call_pk,
+    from_item,
+    to_attribute,
+)
+from voicebus.calls.records import CallRecord, TimelineEntry, call_from_items, recording_from_item
+from voicebus.errors import RetryableError
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
-STATE_SK = "STATE"
-UNATTRIBUTED_PREFIX = "UNATTRIBUTED#"
-UNATTRIBUTED_SHARDS = 8
 DEFAULT_RETENTION_DAYS = 30
-_SERIALIZER = TypeSerializer()
-_DESERIALIZER = TypeDeserializer()
-
-
-@dataclass(frozen=True)
-class EventRef:
-    """Which event a write comes from: its order among the call's events."""
-
-    event_id: str
-    event_type: str
-    occurred_at: str  # events.occurred_key(): fixed-width UTC, compares as text
-
-
-def call_pk(call_control_id: str) -> str:
-    return f"CALL#{call_control_id}"
-
-
-def unattributed_pk(occurred_at: str, event_id: str) -> str:
-    """The timeline partition of an event with no call, conference or session id.
-
-    Such events would otherwise all share one key (one hot partition): they are spread
-    over the hour they occurred in (`occurred_at`'s first 13 characters, 2026-11-21T10)
-    and UNATTRIBUTED_SHARDS shards chosen by a hash of the event id, so a duplicate lands
-    on its original. Read an hour back with `CallStore.unattributed_timeline`.
-    """
-    shard = int.from_bytes(hashlib.sha256(event_id.encode()).digest()[:4], "big") % UNATTRIBUTED_SHARDS
-    return f"{UNATTRIBUTED_PREFIX}{occurred_at[:13]}#{shard}"
-
-
-def _attribute(value: Any) -> dict[str, Any]:
-    """DynamoDB's typed form; floats become Decimal as DynamoDB requires."""
-    serialized: dict[str, Any] = _SERIALIZER.serialize(_decimals(value))  # type: ignore[assignment]
-    return serialized
-
-
-def _decimals(value: Any) -> Any:
-    if isinstance(value, float):
-        return Decimal(str(value))
-    if isinstance(value, dict):
-        return {key: _decimals(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_decimals(item) for item in value]
-    return value
-
-
-def _plain(value: Any) -> Any:
-    """Back from DynamoDB: Decimals to int or float."""
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    if isinstance(value, dict):
-        return {key: _plain(item) for key, item in value.items()}
-    if isinstance(value, list | set):
-        return [_plain(item) for item in value]
-    return value
-
-
-def _item(raw: Mapping[str, Any]) -> dict[str, Any]:
-    return {key: _plain(_DESERIALIZER.deserialize(value)) for key, value in raw.items()}
-
-
-def _recording(item: dict[str, Any]) -> dict[str, Any]:
-    """The recording lane (order-safe facts) merged with its order-free attributes (archive, transcript)."""
-    recording_id = item["sk"].removeprefix("RECORDING#")
-    lane = item.get("recording") or {"recording_id": recording_id, "status": "pending", "at": ""}
-    extra = {name: value for name, value in item.items() if name not in {"pk", "sk", "recording", "expires_at"}}
-    return {**lane, **extra}
 
 
 def _newer(lane: Any, ref: EventRef, rank: int) -> bool:
@@ -121,7 +59,7 @@ def _newer(lane: Any, ref: EventRef, rank: int) -> bool:
     return held < (ref.occurred_at, rank, ref.event_id)
 
 
-class LaneWriteError(RuntimeError):
+class LaneWriteError(RetryableError):
     """A lane write kept losing to concurrent writes (a bug: lanes only move forward, so it cannot loop)."""
 
 
@@ -175,12 +113,12 @@ class CallStore:
         self._client.put_item(
             TableName=self._table,
             Item={
-                "pk": _attribute(pk),
-                "sk": _attribute(f"EVENT#{ref.occurred_at}#{ref.event_id}"),
-                "event_id": _attribute(ref.event_id),
-                "event_type": _attribute(ref.event_type),
-                "occurred_at": _attribute(ref.occurred_at),
-                "expires_at": _attribute(self._expires_at()),
+                "pk": to_attribute(pk),
+                "sk": to_attribute(f"EVENT#{ref.occurred_at}#{ref.event_id}"),
+                "event_id": to_attribute(ref.event_id),
+                "event_type": to_attribute(ref.event_type),
+                "occurred_at": to_attribute(ref.occurred_at),
+                "expires_at": to_attribute(self._expires_at()),
             },
         )
 
@@ -224,7 +162,7 @@ class CallStore:
 
     def put_recording(self, call_control_id: str, recording_id: str, fields: Mapping[str, Any], ref: EventRef) -> bool:
         """A recording's own item, updated in event order like a lane."""
-        key = {"pk": _attribute(call_pk(call_control_id)), "sk": _attribute(f"RECORDING#{recording_id}")}
+        key = {"pk": to_attribute(call_pk(call_control_id)), "sk": to_attribute(f"RECORDING#{recording_id}")}
         value = {**fields, "recording_id": recording_id, "at": ref.occurred_at, "event_id": ref.event_id}
         value.update({"event_type": ref.event_type, "rank": 0})
         return "recording" in self._advance(key, {"recording": value}, {"recording": 0}, ref, {}, {}).written
@@ -235,36 +173,36 @@ class CallStore:
         Creates the item if its call.recording.saved has not been recorded yet: events arrive in any order.
         """
         names = {f"#f{index}": name for index, name in enumerate(fields)}
-        values = {f":f{index}": _attribute(value) for index, value in enumerate(fields.values())}
+        values = {f":f{index}": to_attribute(value) for index, value in enumerate(fields.values())}
         assignments = [f"{alias} = :f{index}" for index, alias in enumerate(names)]
         self._client.update_item(
             TableName=self._table,
-            Key={"pk": _attribute(call_pk(call_control_id)), "sk": _attribute(f"RECORDING#{recording_id}")},
+            Key={"pk": to_attribute(call_pk(call_control_id)), "sk": to_attribute(f"RECORDING#{recording_id}")},
             UpdateExpression="SET " + ", ".join([*assignments, "expires_at = :exp"]),
             ExpressionAttributeNames=names,
-            ExpressionAttributeValues={**values, ":exp": _attribute(self._expires_at())},
+            ExpressionAttributeValues={**values, ":exp": to_attribute(self._expires_at())},
         )
 
     def recording(self, call_control_id: str, recording_id: str) -> dict[str, Any] | None:
         """One recording as `CallRecord.recordings` shows it, or None."""
         response = self._client.get_item(
             TableName=self._table,
-            Key={"pk": _attribute(call_pk(call_control_id)), "sk": _attribute(f"RECORDING#{recording_id}")},
+            Key={"pk": to_attribute(call_pk(call_control_id)), "sk": to_attribute(f"RECORDING#{recording_id}")},
             ConsistentRead=True,
         )
-        return _recording(_item(response["Item"])) if "Item" in response else None
+        return recording_from_item(from_item(response["Item"])) if "Item" in response else None
 
     def append_transcript_segment(self, call_control_id: str, ref: EventRef, segment: Mapping[str, Any]) -> None:
         """A final live-transcription segment, keyed by its event: in order, and a duplicate rewrites itself."""
         self._client.put_item(
             TableName=self._table,
             Item={
-                "pk": _attribute(call_pk(call_control_id)),
-                "sk": _attribute(f"TRANSCRIPT#{ref.occurred_at}#{ref.event_id}"),
-                "occurred_at": _attribute(ref.occurred_at),
-                "event_id": _attribute(ref.event_id),
-                **{name: _attribute(value) for name, value in segment.items()},
-                "expires_at": _attribute(self._expires_at()),
+                "pk": to_attribute(call_pk(call_control_id)),
+                "sk": to_attribute(f"TRANSCRIPT#{ref.occurred_at}#{ref.event_id}"),
+                "occurred_at": to_attribute(ref.occurred_at),
+                "event_id": to_attribute(ref.event_id),
+                **{name: to_attribute(value) for name, value in segment.items()},
+                "expires_at": to_attribute(self._expires_at()),
             },
         )
 
@@ -277,10 +215,10 @@ class CallStore:
         self._client.put_item(
             TableName=self._table,
             Item={
-                "pk": _attribute(call_pk(call_control_id)),
-                "sk": _attribute(entry.sort_key),
-                **{name: _attribute(value) for name, value in entry.attributes().items()},
-                "expires_at": _attribute(self._expires_at()),
+                "pk": to_attribute(call_pk(call_control_id)),
+                "sk": to_attribute(entry.sort_key),
+                **{name: to_attribute(value) for name, value in entry.attributes().items()},
+                "expires_at": to_attribute(self._expires_at()),
             },
         )
 
@@ -301,11 +239,11 @@ class CallStore:
             Key=self._state_key(call_control_id),
             UpdateExpression="SET #name = :value, expires_at = :exp",
             ExpressionAttributeNames={"#name": name},
-            ExpressionAttributeValues={":value": _attribute(dict(value)), ":exp": _attribute(self._expires_at())},
+            ExpressionAttributeValues={":value": to_attribute(dict(value)), ":exp": to_attribute(self._expires_at())},
         )
 
     def _state_key(self, call_control_id: str) -> dict[str, Any]:
-        return {"pk": _attribute(call_pk(call_control_id)), "sk": _attribute(STATE_SK)}
+        return {"pk": to_attribute(call_pk(call_control_id)), "sk": to_attribute(STATE_SK)}
 
     def _advance(
         self,
@@ -345,14 +283,14 @@ class CallStore:
     ) -> dict[str, Any] | None:
         """One UpdateItem; None when it was written, else the item as it stands (the condition failed)."""
         names: dict[str, str] = {}
-        attributes: dict[str, Any] = {":exp": _attribute(self._expires_at())}
+        attributes: dict[str, Any] = {":exp": to_attribute(self._expires_at())}
         assignments = ["expires_at = :exp"]
         conditions = []
         for index, (lane, value) in enumerate(values.items()):
             alias, rank = f"#l{index}", f":r{index}"
             names[alias] = lane
-            attributes[f":v{index}"] = _attribute(dict(value))
-            attributes[rank] = _attribute(ranks[lane])
+            attributes[f":v{index}"] = to_attribute(dict(value))
+            attributes[rank] = to_attribute(ranks[lane])
             assignments.append(f"{alias} = :v{index}")
             # Newer wins by (occurred_at, rank, event id): a total order, so any shuffle of the
             # same events converges to the same state, and a duplicate never writes.
@@ -362,14 +300,14 @@ class CallStore:
             )
         if conditions:
             names.update({"#at": "at", "#rank": "rank", "#eid": "event_id"})
-            attributes.update({":at": _attribute(ref.occurred_at), ":eid": _attribute(ref.event_id)})
+            attributes.update({":at": to_attribute(ref.occurred_at), ":eid": to_attribute(ref.event_id)})
         for index, (name, fact) in enumerate(facts.items()):
             names[f"#f{index}"] = name
-            attributes[f":f{index}"] = _attribute(fact)
+            attributes[f":f{index}"] = to_attribute(fact)
             assignments.append(f"#f{index} = if_not_exists(#f{index}, :f{index})")
         for index, (name, fact) in enumerate(always.items()):
             names[f"#a{index}"] = name
-            attributes[f":a{index}"] = _attribute(fact)
+            attributes[f":a{index}"] = to_attribute(fact)
             assignments.append(f"#a{index} = :a{index}")
         request: dict[str, Any] = {
             "TableName": self._table,
@@ -386,7 +324,7 @@ class CallStore:
             self._client.update_item(**request)
         except ClientError as error:
             if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                return _item(error.response.get("Item", {}))  # type: ignore[arg-type]
+                return from_item(error.response.get("Item", {}))  # type: ignore[arg-type]
             raise
         return None
 
@@ -399,7 +337,7 @@ class CallStore:
         )
         if "Item" not in response:
             return None
-        return self._record(_item(response["Item"]), self._recordings(call_control_id))
+        return call_from_items(from_item(response["Item"]), self._recordings(call_control_id))
 
     def lanes(self, call_control_id: str, *names: str) -> dict[str, Any]:
         """Some lanes of the call as stored (a projected, consistent read of its STATE item).
@@ -413,7 +351,7 @@ class CallStore:
             ExpressionAttributeNames={f"#l{index}": name for index, name in enumerate(names)},
             ConsistentRead=True,
         )
-        return _item(response.get("Item", {}))
+        return from_item(response.get("Item", {}))
 
     def timeline(self, call_control_id: str) -> list[TimelineEntry]:
         """Every event recorded for the call, in `occurred_at` order."""
@@ -443,18 +381,18 @@ class CallStore:
             TableName=self._table,
             IndexName="by_call_session",
             KeyConditionExpression="call_session_id = :sid",
-            ExpressionAttributeValues={":sid": _attribute(call_session_id)},
+            ExpressionAttributeValues={":sid": to_attribute(call_session_id)},
         )
         for page in pages:
             for raw in page.get("Items", []):
-                item = _item(raw)
+                item = from_item(raw)
                 if item.get("sk") == STATE_SK:
                     legs.append(item["pk"].removeprefix("CALL#"))
         records = [self.get_call(leg) for leg in legs]
         return [record for record in records if record is not None]
 
     def _recordings(self, call_control_id: str) -> list[dict[str, Any]]:
-        return [_recording(item) for item in self._query(call_pk(call_control_id), "RECORDING#")]
+        return [recording_from_item(item) for item in self._query(call_pk(call_control_id), "RECORDING#")]
 
     def _query(self, pk: str, prefix: str) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
@@ -462,23 +400,9 @@ class CallStore:
         pages = paginator.paginate(
             TableName=self._table,
             KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
-            ExpressionAttributeValues={":pk": _attribute(pk), ":prefix": _attribute(prefix)},
+            ExpressionAttributeValues={":pk": to_attribute(pk), ":prefix": to_attribute(prefix)},
             ConsistentRead=True,
         )
         for page in pages:
-            items.extend(_item(raw) for raw in page.get("Items", []))
+            items.extend(from_item(raw) for raw in page.get("Items", []))
         return items
-
-    @staticmethod
-    def _record(item: dict[str, Any], recordings: list[dict[str, Any]]) -> CallRecord:
-        features = {feature: item[feature.value] for feature in Feature if feature.value in item}
-        return CallRecord.model_validate(
-            {
-                # A command may write a lane before any webhook of the call: the key still says whose it is.
-                "call_control_id": item["pk"].removeprefix("CALL#"),
-                **item,
-                "status": item.get("status"),
-                "features": features,
-                "recordings": recordings,
-            }
-        )

@@ -33,7 +33,8 @@ from voicebus.bus import put_entry
 from voicebus.calls.commands_log import CommandEntry, CommandOutcomeKind, CommandSource
 from voicebus.calls.consumer import Handler
 from voicebus.calls.events import occurred_key
-from voicebus.calls.store import CallStore, EventRef
+from voicebus.calls.items import EventRef
+from voicebus.calls.store import CallStore
 from voicebus.commands.effects import feature_change
 from voicebus.commands.sender import CommandOutcome, CommandSender
 from voicebus.commands.validation import parse_command

@@ -27,8 +27,9 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from voicebus.calls.commands_log import CommandEntry, CommandOutcomeKind, CommandSource
 from voicebus.calls.events import TelnyxWebhook, occurred_key
+from voicebus.calls.items import EventRef
 from voicebus.calls.recorder import RecordedEvent
-from voicebus.calls.store import CallStore, EventRef
+from voicebus.calls.store import CallStore
 from voicebus.commands.effects import feature_change
 from voicebus.commands.sender import CommandOutcome, CommandSender, CommandSendError
 from voicebus.errors import PermanentError

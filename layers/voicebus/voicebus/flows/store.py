@@ -12,8 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from voicebus.calls.items import EventRef
 from voicebus.calls.records import CallStatus
-from voicebus.calls.store import CallStore, EventRef
+from voicebus.calls.store import CallStore
 from voicebus.flows.position import FlowState, StoredFlowState
 
 if TYPE_CHECKING:
