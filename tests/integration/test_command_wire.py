@@ -206,8 +206,9 @@ def test_the_sdk_client_for_the_rare_path_still_imports_it() -> None:
     """The check above could pass by never looking: the same script sees the SDK once the rare path runs."""
     script = """
 import sys
-from voicebus.commands.client import ApiKey, get_client
-get_client(ApiKey("KEY_local", "test"), {"TELNYX_BASE_URL": "http://127.0.0.1:9/v2"})
+from voicebus.archive.recording_links import sdk_client
+from voicebus.commands.client import ApiKey
+sdk_client(ApiKey("KEY_local", "test"), {"TELNYX_BASE_URL": "http://127.0.0.1:9/v2"})
 print("telnyx" in sys.modules)
 """
     done = subprocess.run(

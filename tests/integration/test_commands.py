@@ -18,9 +18,9 @@ from aws_lambda_powertools.utilities import parameters
 from telnyx import NotFoundError, Telnyx, UnprocessableEntityError
 from urllib3.exceptions import ReadTimeoutError
 
+from voicebus.archive.recording_links import build_client
 from voicebus.calls import client_state
 from voicebus.commands import ids
-from voicebus.commands.client import build_client
 from voicebus.commands.http import CallControlClient, HttpMethod, TelnyxConnectionError, TelnyxResponse
 from voicebus.commands.sender import (
     CommandRejectedError,

@@ -20,6 +20,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from jsonschema import Draft7Validator  # type: ignore[import-untyped]  # no stubs in the dev group
 
+from voicebus.archive import recording_links
 from voicebus.calls import client_state
 from voicebus.commands import client, ids
 from voicebus.commands.http import CallControlClient
@@ -578,7 +579,7 @@ def test_a_missing_api_key_names_both_variables() -> None:
 
 
 def test_the_lambda_client_has_short_timeouts_and_no_sdk_retries() -> None:
-    built = client.build_client("KEY_local", base_url=UNREACHABLE_BASE_URL)
+    built = recording_links.build_client("KEY_local", base_url=UNREACHABLE_BASE_URL)
     assert built.max_retries == 0
     assert built.timeout == httpx.Timeout(5.0, connect=2.0)
     assert str(built.base_url) == UNREACHABLE_BASE_URL + "/"
@@ -586,14 +587,14 @@ def test_the_lambda_client_has_short_timeouts_and_no_sdk_retries() -> None:
 
 def test_the_sdk_reads_telnyx_base_url_when_none_is_given(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TELNYX_BASE_URL", UNREACHABLE_BASE_URL)
-    assert str(client.build_client("KEY_local").base_url) == UNREACHABLE_BASE_URL + "/"
+    assert str(recording_links.build_client("KEY_local").base_url) == UNREACHABLE_BASE_URL + "/"
 
 
 def test_the_container_keeps_one_client_until_the_key_changes() -> None:
     environ = {"TELNYX_API_KEY": "KEY_one", "TELNYX_BASE_URL": UNREACHABLE_BASE_URL}
-    first = client.get_client(environ=environ)
-    assert client.get_client(environ=environ) is first
-    rotated = client.get_client(environ={**environ, "TELNYX_API_KEY": "KEY_two"})
+    first = recording_links.sdk_client(environ=environ)
+    assert recording_links.sdk_client(environ=environ) is first
+    rotated = recording_links.sdk_client(environ={**environ, "TELNYX_API_KEY": "KEY_two"})
     assert rotated is not first
     assert rotated.api_key == "KEY_two"
     assert str(rotated.base_url) == UNREACHABLE_BASE_URL + "/"

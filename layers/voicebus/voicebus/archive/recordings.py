@@ -22,18 +22,14 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from voicebus import config
 from voicebus.archive.download import RecordingSource, is_external_location
 from voicebus.archive.keys import recording_key, recording_metadata, transcript_key
+from voicebus.archive.recording_links import fresh_download_url
 from voicebus.archive.writer import ArchivedObject, ArchiveWriter
 from voicebus.calls.events import CallPayload, TelnyxWebhook
 from voicebus.calls.recorder import RecordedEvent
 from voicebus.calls.store import CallStore
-from voicebus.errors import RetryableError
 
 CONTENT_TYPES = {"mp3": "audio/mpeg", "wav": "audio/wav"}
 DEFAULT_FORMATS = ("mp3", "wav")
-
-
-class RecordingLinkError(RetryableError):
-    """Telnyx gave no fresh download link for a recording whose link had expired."""
 
 
 def configured_formats(environ: Mapping[str, str] | None = None) -> tuple[str, ...]:
@@ -44,18 +40,6 @@ def configured_formats(environ: Mapping[str, str] | None = None) -> tuple[str, .
     if unknown:
         raise config.ConfigurationError("ARCHIVE_FORMATS", f"names unknown formats {sorted(unknown)}")
     return formats
-
-
-def fresh_download_url(recording_id: str, fmt: str) -> str:
-    """A new link for an expired one, from Telnyx's recording resource."""
-    from voicebus.commands.client import get_client  # imports the telnyx SDK: only on this path
-
-    recording = get_client().recordings.retrieve(recording_id).data
-    urls = recording.download_urls if recording is not None else None
-    url = getattr(urls, fmt, None) if urls is not None else None
-    if not url:
-        raise RecordingLinkError(f"Telnyx has no {fmt} download link for recording {recording_id}")
-    return str(url)
 
 
 @dataclass

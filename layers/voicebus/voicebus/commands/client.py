@@ -1,4 +1,4 @@
-"""Where the Telnyx API is and which key opens it; the telnyx SDK client, only for the rare paths.
+"""Where the Telnyx API is and which key opens it.
 
 The API key is `TELNYX_API_KEY` when set (local runs and tests use it as is),
 else the SecretString of the Secrets Manager secret whose ARN is in
@@ -8,14 +8,13 @@ stand-in, for instance); unset or empty means Telnyx itself.
 
 Call Control commands do not go through the SDK: `voicebus.commands.http` sends
 them over urllib3, because `import telnyx` loads the SDK's whole type tree
-(seconds of cold start, while the caller hears ringing). Importing this module
-does not import the SDK either; `build_client` / `get_client` do, for the rare
-path that needs a resource the layer does not speak itself (fresh recording
-links in `voicebus.archive.recordings`).
+(seconds of cold start, while the caller hears ringing). The one rare path that
+uses the SDK, fresh links for an expired recording, has its own module
+(`voicebus.archive.recording_links`).
 
-Per-request timeouts are short for both: a Lambda invocation cannot wait out the
-SDK's default minute, and the command sender retries by itself within the time
-the invocation has left.
+Per-request timeouts are short: a Lambda invocation cannot wait out the SDK's
+default minute, and the command sender retries by itself within the time the
+invocation has left.
 """
 
 from __future__ import annotations
@@ -23,14 +22,10 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from aws_lambda_powertools.utilities import parameters
 
 from voicebus.config import ConfigurationError
-
-if TYPE_CHECKING:
-    from telnyx import Telnyx
 
 API_KEY_VARIABLE = "TELNYX_API_KEY"
 API_KEY_SECRET_VARIABLE = "TELNYX_API_KEY_SECRET_ARN"  # noqa: S105 - a variable name, not a secret
@@ -81,43 +76,3 @@ def base_url(environ: Mapping[str, str] | None = None) -> str | None:
     """TELNYX_BASE_URL, or None when it is unset or empty (meaning Telnyx itself)."""
     env = os.environ if environ is None else environ
     return env.get(BASE_URL_VARIABLE, "").strip() or None
-
-
-# ---------------------------------------------------------------------------
-# The telnyx SDK, for what the layer does not send itself
-
-
-def build_client(api_key: str, *, base_url: str | None = None) -> Telnyx:
-    """An SDK client that never retries by itself; `base_url=None` lets the SDK read TELNYX_BASE_URL.
-
-    Imports the telnyx SDK (seconds on a cold start): never call it on the Call Control path.
-    """
-    import httpx
-    from telnyx import Telnyx
-
-    timeout = httpx.Timeout(READ_TIMEOUT_SECONDS, connect=CONNECT_TIMEOUT_SECONDS)
-    return Telnyx(api_key=api_key, base_url=base_url, timeout=timeout, max_retries=0)
-
-
-class _ClientCache:
-    """Keeps one SDK client per container, replaced only when the key or base URL changes (a rotated secret)."""
-
-    def __init__(self) -> None:
-        self._identity: tuple[str, str | None] | None = None
-        self._client: Telnyx | None = None
-
-    def get(self, api_key: ApiKey, url: str | None) -> Telnyx:
-        identity = (api_key.value, url)
-        if self._client is None or self._identity != identity:
-            self._identity, self._client = identity, build_client(api_key.value, base_url=url or DEFAULT_BASE_URL)
-        return self._client
-
-
-_CACHE = _ClientCache()
-
-
-def get_client(api_key: ApiKey | None = None, environ: Mapping[str, str] | None = None) -> Telnyx:
-    """The container's SDK client, built on first use (importing the SDK then), rebuilt if the key changes."""
-    env = os.environ if environ is None else environ
-    key = api_key if api_key is not None else load_api_key(env)
-    return _CACHE.get(key, base_url(env))
