@@ -3,7 +3,11 @@ in the formats the local stack writes (and AWS: EventBridge's DLQ attributes, La
 
 from __future__ import annotations
 
+import io
 import json
+import os
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,10 +15,16 @@ import boto3
 import pytest
 
 from tests.support.calls import CallScript, as_bus_event
+from voicebus.calls.store import CallStore
 from voicebus_cli.__main__ import main
+from voicebus_cli.local.dead_letters import invocation_record, send_undelivered
 from voicebus_cli.local.moto_server import MotoServer
 from voicebus_cli.local.provision import ProvisionedStack, route_to_queue
+from voicebus_cli.local.stack import LocalStack
+from voicebus_cli.local.workers import Invocation
 from voicebus_cli.operations import STATE_FILE_VARIABLE
+from voicebus_cli.redrive import DeadLetter
+from voicebus_cli.redrive_counts import SHOWN_CHARACTERS, RedriveCounts, RedriveKey, event_digest, shown
 
 pytestmark = pytest.mark.integration
 
@@ -64,6 +74,17 @@ def depth(queue_url: str) -> int:
         QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
     )["Attributes"]
     return int(attributes["ApproximateNumberOfMessages"]) + int(attributes["ApproximateNumberOfMessagesNotVisible"])
+
+
+def receive_all(queue_url: str) -> list[dict[str, Any]]:
+    """Every message in the queue with its attributes (hidden for a minute, not deleted)."""
+    sqs = boto3.client("sqs")
+    found: list[dict[str, Any]] = []
+    while batch := sqs.receive_message(
+        QueueUrl=queue_url, MaxNumberOfMessages=10, MessageAttributeNames=["All"], VisibilityTimeout=60
+    ).get("Messages", []):
+        found.extend(dict(message) for message in batch)
+    return found
 
 
 def ids(events: list[dict[str, Any]]) -> list[str]:
@@ -190,3 +211,188 @@ def test_replay_against_aws_starts_an_archive_replay_filtered_to_one_rule(
     assert replay["Destination"]["FilterArns"] == [rule_arn]
     assert replay["Destination"]["Arn"] == bus_arn
     assert "to rule" in out
+
+
+# ---------------------------------------------------------------- redrive counts, parking, identity
+# Against the local stack: its workers run the functions from the template, retry as Lambda
+# does and write the dead letters in AWS's shapes, and `voicebus redrive --local` reads them.
+
+ORIGINAL_TIME = "2026-11-21T10:00:00Z"
+MEDIA = "MediaFunction/Telnyx"
+
+
+@pytest.fixture
+def running(moto_server: MotoServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalStack]:
+    """The local stack, and a local.json naming it, as `make local` writes it."""
+    with LocalStack(moto=moto_server, function_output=io.StringIO()) as stack:
+        stack.start(dict(os.environ))
+        state = {
+            "EndpointUrl": moto_server.endpoint_url,
+            "EventBusName": stack.ref("EventBus"),
+            "CallsTableName": stack.ref("CallsTable"),
+            "EventDeadLetterQueueUrl": stack.ref("EventDeadLetterQueue"),
+            "FailedInvocationQueueUrl": stack.ref("FailedInvocationQueue"),
+            "ParkedEventQueueUrl": stack.ref("ParkedEventQueue"),
+            "RuleQueues": stack.rule_queues,
+            "FunctionArns": stack.function_arns(),
+        }
+        (tmp_path / "local.json").write_text(json.dumps(state))
+        monkeypatch.setenv(STATE_FILE_VARIABLE, str(tmp_path / "local.json"))
+        yield stack
+
+
+def playback_started(script: CallScript, *, occurred_at: str | None) -> dict[str, Any]:
+    """call.playback.started (recorded by the media function alone), as its rule delivers it."""
+    event = as_bus_event(script.event("call.playback.started", media_url="https://example.test/beep.mp3"))
+    event["id"], event["time"] = str(uuid.uuid4()), ORIGINAL_TIME
+    if occurred_at is None:
+        del event["detail"]["data"]["occurred_at"]
+    else:
+        event["detail"]["data"]["occurred_at"] = occurred_at
+    return event
+
+
+def runs_of(stack: LocalStack, event: dict[str, Any]) -> list[Invocation]:
+    data_id = event["detail"]["data"]["id"]
+    return [run for run in stack.ledger.runs if run.function == "MediaFunction" and run.event_key == data_id]
+
+
+def redrive_locally(stack: LocalStack, *options: str) -> int:
+    status = main(["redrive", "--local", *options])
+    assert stack.wait_until_idle(timeout=60)
+    return status
+
+
+def test_a_poison_event_is_parked_after_n_redrives_with_its_last_error_and_the_exit_code_says_so(
+    running: LocalStack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stack = running
+    failed, parking = stack.ref("FailedInvocationQueue"), stack.ref("ParkedEventQueue")
+    poison = playback_started(CallScript(), occurred_at="not a time")  # the models refuse it, every time
+    boto3.client("sqs").send_message(QueueUrl=stack.rule_queues[MEDIA], MessageBody=json.dumps(poison))  # delivered
+    assert stack.wait_until_idle(timeout=60)
+    assert depth(failed) == 1
+    capsys.readouterr()
+
+    # Its first redrive, watched: it is back in the failure queue within the run.
+    assert redrive_locally(stack, "--max-redrives", "2", "--wait", "30") == 1
+    out = capsys.readouterr().out
+    assert "redrove 1 event(s), 1 failed again" in out
+    assert "(redrive 1 of 2)  failed: ValidationError" in out  # why it had failed: Lambda's on-failure record
+    assert "FAILED AGAIN call.playback.started" in out
+    assert "ValidationError" in out.split("FAILED AGAIN", 1)[1]  # and why it failed this time
+    assert depth(failed) == 1  # left queued for the next redrive
+
+    assert redrive_locally(stack, "--max-redrives", "2") == 1
+    out = capsys.readouterr().out
+    assert "1 failed again" in out
+    assert "FAILED AGAIN after 1 redrive(s); redrive 2 of 2" in out
+
+    assert redrive_locally(stack, "--max-redrives", "2") == 1
+    out = capsys.readouterr().out
+    assert "redrove 0 event(s), 1 parked" in out
+    assert "PARKED call.playback.started" in out
+    assert "after 2 redrive(s)" in out
+    assert "last error: ValidationError" in out
+    assert (depth(failed), depth(stack.ref("EventDeadLetterQueue"))) == (0, 0)
+    [parked] = receive_all(parking)
+    attributes = {name: value["StringValue"] for name, value in parked["MessageAttributes"].items()}
+    assert json.loads(parked["Body"]) == poison  # the event itself, its id and time kept
+    assert attributes["ERROR_CODE"] == "REDRIVES_EXHAUSTED"
+    assert attributes["ERROR_MESSAGE"].startswith("ValidationError")
+    assert attributes["REDRIVES"] == "2"
+    assert attributes["TARGET_ARN"].startswith(stack.function_arns()["MediaFunction"])
+    # The first delivery and both redrives, each with Lambda's retries, all ran the original event.
+    runs = runs_of(stack, poison)
+    assert len(runs) == 3 * (stack.targets[MEDIA].retries + 1)
+    assert {(run.event["id"], run.event["time"]) for run in runs} == {(poison["id"], poison["time"])}
+    boto3.client("sqs").change_message_visibility(
+        QueueUrl=parking, ReceiptHandle=parked["ReceiptHandle"], VisibilityTimeout=0
+    )
+
+    assert redrive_locally(stack, "--parked", "--dry-run") == 0
+    out = capsys.readouterr().out
+    assert "would redrive 1 event(s)" in out
+    assert "(redriven 2 of 3 times)" in out and "failed: ValidationError" in out
+
+    assert redrive_locally(stack, "--parked") == 0  # after a fix: a fresh allowance, not parked at once
+    assert "(redrive 1 of 3)" in capsys.readouterr().out
+    assert (depth(parking), depth(failed)) == (0, 1)  # not fixed after all: back in the failure queue
+
+
+@pytest.mark.parametrize("how", [["--to-bus"], []], ids=["to-bus", "to-its-function"])
+def test_an_event_without_occurred_at_redriven_twice_keeps_its_time_and_one_timeline_item(
+    running: LocalStack, how: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    stack = running
+    call_store = CallStore(boto3.client("dynamodb"), stack.ref("CallsTable"))
+    script = CallScript()
+    event = playback_started(script, occurred_at=None)  # ordered and keyed by the bus event's time
+    record = invocation_record(stack.targets[MEDIA], event, 3, "TimeoutError", "Task timed out after 30.00 seconds")
+    failed = stack.ref("FailedInvocationQueue")
+
+    boto3.client("sqs").send_message(QueueUrl=failed, MessageBody=json.dumps(record))
+    assert redrive_locally(stack, *how) == 0
+    boto3.client("sqs").send_message(QueueUrl=failed, MessageBody=json.dumps(record))  # dead-lettered again
+    assert redrive_locally(stack, *how) == 1  # back after a redrive: it failed again
+    assert "Task timed out" in capsys.readouterr().out
+
+    timeline = call_store.timeline(script.call_control_id)
+    assert [(entry.event_id, entry.occurred_at) for entry in timeline] == [
+        (event["detail"]["data"]["id"], "2026-11-21T10:00:00.000000Z")
+    ]
+    assert [run.event["time"] for run in runs_of(stack, event)] == [ORIGINAL_TIME, ORIGINAL_TIME]
+    assert depth(failed) == 0
+
+
+def test_a_good_event_redriven_once_succeeds_and_leaves_the_queues_empty(
+    running: LocalStack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stack = running
+    call_store = CallStore(boto3.client("dynamodb"), stack.ref("CallsTable"))
+    script = CallScript()
+    event = playback_started(script, occurred_at="2026-11-21T10:00:00.250000Z")
+    send_undelivered(stack.targets[MEDIA], json.dumps(event), "Rate exceeded for the target", "Throttling")
+    dead_letters = stack.ref("EventDeadLetterQueue")
+    assert depth(dead_letters) == 1
+
+    assert redrive_locally(stack, "--wait", "2") == 0  # watched: not back
+    out = capsys.readouterr().out
+    assert "redrove 1 event(s)\n" in out
+    assert "1 redriven event(s) not back within 2 s" in out
+    assert "(redrive 1 of 3)  failed: Throttling: Rate exceeded for the target" in out
+    queues = (dead_letters, stack.ref("FailedInvocationQueue"), stack.ref("ParkedEventQueue"))
+    assert [depth(queue) for queue in queues] == [0, 0, 0]
+    [run] = runs_of(stack, event)
+    assert run.error is None and (run.event["id"], run.event["time"]) == (event["id"], event["time"])
+    record = call_store.get_call(script.call_control_id)
+    assert record is not None and "playback" in record.model_dump(mode="json")["features"]
+
+
+def test_redrive_counts_are_per_event_and_target_never_exceed_the_limit_and_survive_a_new_id_and_time(
+    stack: ProvisionedStack,
+) -> None:
+    counts = RedriveCounts(stack.ref("CallsTable"))
+    event = as_bus_event(CallScript().event("call.hangup", hangup_cause="normal_clearing"))
+    put_again = {**event, "id": str(uuid.uuid4()), "time": "2026-12-01T00:00:00Z"}  # what --to-bus used to do
+    reordered = {**event, "detail": json.loads(json.dumps(event["detail"], sort_keys=True))}
+    assert event_digest(event) == event_digest(put_again) == event_digest(reordered)
+    key = RedriveKey(event_digest(event), "voicebus-CallControlFunction")
+
+    assert [counts.claim(key, 3, shown_event="e", error="x") for _ in range(5)] == [1, 2, 3, None, None]
+    assert counts.count(RedriveKey(key.digest, "voicebus-TranscriptionFunction")) == 0  # another target
+    counts.release(key)  # a hand-on that failed is not a redrive
+    assert counts.count(key) == 2
+    counts.forget(key)  # --parked: a fresh allowance
+    assert counts.count(key) == 0
+    counts.release(key)  # nothing to take back: stays at 0
+    assert counts.count(key) == 0
+
+
+def test_poison_ids_and_errors_are_shown_escaped_and_cut() -> None:
+    event = as_bus_event(CallScript().event("call.hangup"))
+    event["detail"]["data"]["id"] = "\ud800" + "x" * 2100  # a lone surrogate and 2,100 characters
+    letter = DeadLetter("q", "m", "r", event, error="ValueError: bad \udfff value\n" * 100)
+    shown_id = letter.describe()
+    assert shown_id.isascii() and shown_id.startswith("call.hangup \\ud800xxx") and len(shown_id) < 100
+    assert shown(letter.error).isascii() and len(shown(letter.error)) <= SHOWN_CHARACTERS

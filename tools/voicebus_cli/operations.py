@@ -52,6 +52,8 @@ class Target:
     rule_queues: dict[str, str] = field(default_factory=dict)
     function_arns: dict[str, str] = field(default_factory=dict)
     bus_record_file: Path | None = None
+    # Where `voicebus redrive` parks events that failed again after its last allowed redrive.
+    parking_queue_url: str | None = None
 
     def apply(self) -> None:
         """Point default boto3 clients at the local stack when that is the target."""
@@ -74,6 +76,7 @@ def from_stack_outputs(outputs: dict[str, Any]) -> Target:
         rule_queues=dict(outputs.get("RuleQueues") or {}),
         function_arns=dict(outputs.get("FunctionArns") or {}),
         bus_record_file=Path(record_file) if record_file else None,
+        parking_queue_url=outputs.get("ParkedEventQueueUrl"),
     )
 
 
