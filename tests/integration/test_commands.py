@@ -116,7 +116,7 @@ SAMPLE_PARAMS: dict[str, dict[str, Any]] = {
     "siprec_stop": {},
     "suppression_start": {
         "direction": "both",
-        "noise_suppression_engine": "Krisp",
+        "noise_suppression_engine": "DeepFilterNet",
         "noise_suppression_engine_config": {"attenuation_limit": 80},
     },
     "suppression_stop": {},

@@ -121,6 +121,18 @@ def test_an_overlay_entry_for_a_field_the_spec_lacks_is_refused() -> None:
         build(SPEC, {"speak.volume": {"maximum": 3}})
 
 
+def test_an_overlay_entry_for_a_component_field_the_spec_lacks_is_refused() -> None:
+    with pytest.raises(CommandSchemaError, match=r"SoundModifications\.volume: the component has no such field"):
+        build(SPEC, {"definitions/SoundModifications.volume": {"maximum": 3}})
+
+
+def test_transcription_engine_variants_refuse_other_engines_options() -> None:
+    definitions = build(SPEC, {})["definitions"]
+    assert definitions["TranscriptionEngineAzureConfig"]["additionalProperties"] is False
+    assert "additionalProperties" not in definitions["TranscriptionEngineDeepgramConfig"]  # closed by its models
+    assert "additionalProperties" not in definitions["AzureVoiceSettings"]  # other unions stay as the spec says
+
+
 def test_an_overlay_entry_the_spec_already_states_is_refused() -> None:
     with pytest.raises(CommandSchemaError, match=r"transfer\.time_limit_secs: the spec already says"):
         build(SPEC, {"transfer.time_limit_secs": {"maximum": 14400, "minimum": 30}})

@@ -12,6 +12,10 @@ OpenAPI spec, the request body's schema becomes a self-contained draft-07 schema
 - `client_state` and `command_id` leave the properties (the sender sets them);
   whether the action takes them is recorded next to the HTTP method;
 - the top-level object refuses unknown fields (`additionalProperties: false`);
+- the variants of a union discriminated by `transcription_engine` refuse fields they
+  do not define (`additionalProperties: false`), as a discriminated union of closed
+  models would: an option of another engine (Google's `model` in an Azure config) is
+  refused rather than ignored by Telnyx;
 - `command_overlay.OVERLAY` adds the limits the spec states only in prose.
 
 The output, `layers/voicebus/voicebus/commands/schemas.json`, is committed: the
@@ -30,7 +34,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from voicebus_cli.command_overlay import OVERLAY
-from voicebus_cli.openapi_schemas import SPEC_PATH, ComponentInliner, SpecSchemaError, load_spec
+from voicebus_cli.openapi_schemas import COMPONENT_REF, SPEC_PATH, ComponentInliner, SpecSchemaError, load_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 OUTPUT_PATH = ROOT / "layers" / "voicebus" / "voicebus" / "commands" / "schemas.json"
@@ -39,6 +43,8 @@ DRAFT_07 = "http://json-schema.org/draft-07/schema#"
 ACTION_PATH = re.compile(r"^/calls/\{call_control_id\}/actions/(?P<action>[a-z0-9_]+)$")
 SENDER_FIELDS = ("client_state", "command_id")
 _NAMED_SUBSCHEMAS = frozenset({"properties", "patternProperties", "definitions"})
+CLOSED_UNION_TAGS = frozenset({"transcription_engine"})
+"""Discriminators whose variants refuse fields they do not define."""
 _VERBATIM = frozenset({"enum", "const", "required"})
 _ONE_LINE = 100
 
@@ -61,6 +67,12 @@ def build(spec: Mapping[str, Any], overlay: Mapping[str, Mapping[str, Any]] = OV
                 actions[action] = converter.action(action, method.upper(), item[method])
     if not actions:
         raise CommandSchemaError("the spec has no /calls/{call_control_id}/actions/* operations")
+    for name in sorted(converter.closed):
+        variant = converter.definitions[name]
+        if variant.get("type") != "object" or "properties" not in variant:
+            raise CommandSchemaError(f"{name}: a closed union's variant must be an object schema")
+        if "allOf" not in variant:  # a union itself (Deepgram's, by model) is closed by its own variants
+            variant["additionalProperties"] = False
     document = {"$schema": DRAFT_07, "actions": actions, "definitions": dict(sorted(converter.definitions.items()))}
     _apply_overlay(document, overlay)
     return document
@@ -68,6 +80,11 @@ def build(spec: Mapping[str, Any], overlay: Mapping[str, Mapping[str, Any]] = OV
 
 class _Converter(ComponentInliner):
     """Turns OpenAPI 3.1 schema objects into draft-07, collecting the components they refer to."""
+
+    def __init__(self, components: Mapping[str, Any]) -> None:
+        super().__init__(components)
+        self.closed: set[str] = set()
+        """Components that are variants of a union discriminated by one of CLOSED_UNION_TAGS."""
 
     def action(self, action: str, method: str, operation: Mapping[str, Any]) -> dict[str, Any]:
         try:
@@ -118,6 +135,8 @@ class _Converter(ComponentInliner):
         rest = {key: value for key, value in node.items() if key not in ("discriminator", "oneOf", "anyOf")}
         converted: dict[str, Any] = self.convert(rest)
         values = sorted(mapping)
+        if tag in CLOSED_UNION_TAGS:
+            self.closed.update(ref.removeprefix(COMPONENT_REF) for ref in mapping.values())
         converted.update(
             {
                 "type": "object",
@@ -148,10 +167,15 @@ def _apply_overlay(document: dict[str, Any], overlay: Mapping[str, Mapping[str, 
 
 def _overlay_target(document: dict[str, Any], location: str) -> tuple[dict[str, Any], str]:
     if location.startswith("definitions/"):
-        name = location.removeprefix("definitions/")
+        name, _, field = location.removeprefix("definitions/").partition(".")
         if name not in document["definitions"]:
             raise CommandSchemaError(f"overlay {location}: no action uses that component")
-        return document["definitions"], name
+        if not field:
+            return document["definitions"], name
+        fields = document["definitions"][name].get("properties", {})
+        if field not in fields:
+            raise CommandSchemaError(f"overlay {location}: the component has no such field")
+        return fields, field
     action, _, field = location.partition(".")
     entry = document["actions"].get(action)
     properties = entry["schema"]["properties"] if entry is not None else {}

@@ -4,6 +4,9 @@ Each final segment is its own item keyed by `occurred_at` and event id, so
 segments read back in order and a duplicate rewrites itself. When the call hangs
 up the transcript is written to S3 as JSON and as plain text; a segment that
 arrives after the hang-up (delivery order is not guaranteed) writes it again.
+Each segment keeps which side spoke (`transcription_track`: `inbound` for the leg
+that started the transcription, `outbound` for the other; Telnyx sends it with
+engine `B`), and the text archive prefixes each line with it when known.
 """
 
 from __future__ import annotations
@@ -45,7 +48,11 @@ class LiveTranscripts:
             if not segment.get("is_final"):
                 return {"segment": "interim, not kept"}
             ref = EventRef(data.id, data.event_type, occurred_key(data.occurred))
-            fields = {"text": str(segment.get("transcript", "")), "confidence": segment.get("confidence")}
+            fields = {
+                "text": str(segment.get("transcript", "")),
+                "confidence": segment.get("confidence"),
+                "track": segment.get("transcription_track"),
+            }
             self.store.append_transcript_segment(
                 call_control_id, ref, {k: v for k, v in fields.items() if v is not None}
             )
@@ -69,7 +76,12 @@ class LiveTranscripts:
             "call_control_id": call_control_id,
             "call_session_id": session,
             "segments": [
-                {"occurred_at": item["occurred_at"], "text": item["text"], "confidence": item.get("confidence")}
+                {
+                    "occurred_at": item["occurred_at"],
+                    "text": item["text"],
+                    "confidence": item.get("confidence"),
+                    "track": item.get("track"),
+                }
                 for item in segments
             ],
         }
@@ -82,7 +94,7 @@ class LiveTranscripts:
         )
         as_text = self.writer.archive_text(
             transcript_key(started, session, call_control_id=call_control_id, fmt="txt"),
-            "\n".join(item["text"] for item in segments) + "\n",
+            "\n".join(_line(item) for item in segments) + "\n",
             "text/plain; charset=utf-8",
             metadata,
         )
@@ -93,6 +105,12 @@ class LiveTranscripts:
         self.store.link(call_control_id, "transcript", link)
         self.logger.info("live transcript archived", extra={"segments": len(segments)})
         return {"transcript": link}
+
+
+def _line(segment: dict[str, Any]) -> str:
+    """One segment of the text archive: `inbound: hello` when the side is known, else the text alone."""
+    track = segment.get("track")
+    return f"{track}: {segment['text']}" if track else str(segment["text"])
 
 
 def _parse(value: str | None) -> datetime | None:

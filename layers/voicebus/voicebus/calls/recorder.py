@@ -77,9 +77,10 @@ EVENT_EFFECTS: dict[str, Callable[[CallPayload], list[LaneUpdate]]] = {
     "call.speak.started": _feature(Feature.SPEAK, "started"),
     "call.speak.ended": _feature(Feature.SPEAK, "ended", "status"),
     "call.recording.saved": _feature(Feature.RECORDING, "saved", "recording_id", "channels"),
+    # The spec's call.recording.error has no recording_id (Telnyx may add one): the lane says what failed.
     "call.recording.error": _feature(Feature.RECORDING, "error", "reason", "recording_id"),
     "call.recording.transcription.saved": _feature(
-        Feature.TRANSCRIPTION, "recording_transcript_saved", "recording_id", "transcription_id", "status"
+        Feature.TRANSCRIPTION, "recording_transcript_saved", "recording_id", "recording_transcription_id", "status"
     ),
     "call.fork.started": _feature(Feature.FORK, "started", "stream_type"),
     "call.fork.stopped": _feature(Feature.FORK, "stopped", "stream_type"),
@@ -138,10 +139,8 @@ class CallEventRecorder:
         effect = EVENT_EFFECTS.get(data.event_type, _timeline_only)
         updates = effect(payload)
         if payload.client_state is not None:
-            decoded = client_state.decode(payload.client_state)
-            updates.append(
-                LaneUpdate("client_state", {"raw": decoded.raw, "kind": decoded.kind.value, "value": decoded.value})
-            )
+            # Raw always, the decoded value only when DynamoDB can hold it: never fails the event.
+            updates.append(LaneUpdate("client_state", client_state.decode(payload.client_state).lane_fields()))
         # One write on the STATE item for all of the event's lanes and its identity facts.
         outcome = self.store.advance_lanes(call_control_id, updates, ref, _identity(data, ref))
         result.lanes_written.extend(outcome.written)

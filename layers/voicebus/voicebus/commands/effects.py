@@ -1,9 +1,10 @@
 """What an accepted command means for the call record, for features Telnyx sends no webhook about.
 
-Noise suppression and supervisor roles change without any later event, so the
-record learns of them when Telnyx accepts the command. Recording, forking,
-streaming, transcription, refer and SIPREC report themselves by webhook and are
-recorded from those instead.
+Noise suppression, supervisor roles, pausing and resuming a recording and stopping
+live transcription change without any later event, so the record learns of them
+when Telnyx accepts the command. Starting and saving a recording, forking,
+streaming, transcription segments, refer and SIPREC report themselves by webhook
+and are recorded from those instead.
 """
 
 from __future__ import annotations
@@ -23,4 +24,10 @@ def feature_change(command: CallCommand) -> tuple[Feature, dict[str, Any]] | Non
             return Feature.NOISE_SUPPRESSION, {"state": "stopped"}
         case "switch_supervisor_role":
             return Feature.SUPERVISOR_ROLE, {"state": str(command.params["role"])}
+        case "record_pause":
+            return Feature.RECORDING, {"state": "paused", **command.body()}
+        case "record_resume":
+            return Feature.RECORDING, {"state": "resumed", **command.body()}
+        case "transcription_stop":
+            return Feature.TRANSCRIPTION, {"state": "stopped"}
     return None

@@ -2,7 +2,8 @@
 
 The schemas (`schemas.json`, next to this module) are generated from Telnyx's
 OpenAPI spec by `python -m voicebus_cli command-schemas`, with a short overlay
-for limits the spec states only in prose. This module reads that file once and
+for limits the spec states only in prose; the prose limits that relate fields
+to each other (`voicebus.commands.limits`) are checked once the schema passes. This module reads that file once and
 compiles an action's validator (fastjsonschema, draft-07) the first time the
 action is used, so a cold start pays for the actions it sends and no more. That
 validator only says yes or no (fastjsonschema's detailed errors embed each
@@ -31,6 +32,7 @@ from typing import Any, Final, Literal, cast
 import fastjsonschema
 
 from voicebus.calls import client_state
+from voicebus.commands import limits
 from voicebus.errors import PermanentError
 
 SCHEMAS_PATH: Final = Path(__file__).with_name("schemas.json")
@@ -125,6 +127,8 @@ def parse_command(action: str, params: Mapping[str, Any] | None = None) -> CallC
         _validator(action, frozenset(to_schema), detailed=False)(to_schema)
     except fastjsonschema.JsonSchemaValueException:
         problems += _explain(action, to_schema)
+    else:  # the fields are each right: now how they relate (the spec's prose)
+        problems += [ParamProblem(field, message) for field, message in limits.problems(action, to_schema)]
     if problems:
         raise InvalidCommandError(action, problems)
     return CallCommand(
