@@ -149,3 +149,55 @@ def test_a_redelivered_request_is_sent_once(consumers: dict[str, Any], telnyx_ap
     second = consumers["CommandFunction"].invoke(event)
     assert first == second
     assert len(telnyx_api.take_requests()) == 1
+
+
+def malformed(detail: dict[str, Any]) -> dict[str, Any]:
+    event = request("hangup")
+    event["detail"] = detail
+    return event
+
+
+MALFORMED = {
+    "params not an object": (malformed({"call_control_id": "v3:crm-call", "action": "hangup", "params": []}), "params"),
+    "params a string": (malformed({"call_control_id": "v3:crm-call", "action": "hangup", "params": "x"}), "params"),
+    "no call id": (malformed({"action": "hangup", "params": {}}), "call_control_id"),
+    "an empty call id": (malformed({"call_control_id": "", "action": "hangup"}), "call_control_id"),
+    "a numeric call id": (malformed({"call_control_id": 42, "action": "hangup"}), "call_control_id"),
+    "a call id like ..": (malformed({"call_control_id": "..", "action": "hangup"}), "call_control_id"),
+    "a call id with a newline": (malformed({"call_control_id": "v3:a\nb", "action": "hangup"}), "call_control_id"),
+    "a 2,100-character call id": (malformed({"call_control_id": "c" * 2100, "action": "hangup"}), "call_control_id"),
+    "no action": (malformed({"call_control_id": "v3:crm-call"}), "action"),
+    "a numeric request_id": (
+        malformed({"call_control_id": "v3:crm-call", "action": "hangup", "request_id": 7}),
+        "request_id",
+    ),
+    "an oversized client_state": (request("hangup", client_state={"blob": "x" * 5000}), "client_state"),
+    "a client_state Telnyx would echo and the call could not store": (
+        request("hangup", client_state={"n": 10**40}),
+        "client_state",
+    ),
+    "a client_state for a command that carries none": (
+        request("client_state_update", {"client_state": "aGk="}, client_state={"by": "crm"}),
+        "client_state",
+    ),
+    "params nested past DynamoDB's limit": (
+        request("speak", {"payload": "hi", "x": json.loads("[" * 40 + "]" * 40)}),
+        "nests",
+    ),
+    "a lone surrogate in params": (request("speak", {"payload": "\ud800", "voice": "female"}), "surrogate"),
+}
+
+
+@pytest.mark.parametrize(("event", "fragment"), MALFORMED.values(), ids=MALFORMED.keys())
+def test_every_malformed_request_is_answered_failed_with_its_reason(
+    consumers: dict[str, Any], telnyx_api: TelnyxApiStandIn, answers: BusTap, event: dict[str, Any], fragment: str
+) -> None:
+    result = consumers["CommandFunction"].invoke(event)  # raising would send it, unanswered, to the failure queue
+
+    assert result["outcome"] == "call.command.failed"
+    assert telnyx_api.take_requests() == []
+    [answer] = answers.drain()
+    assert answer["detail-type"] == "call.command.failed"
+    assert fragment in answer["detail"]["reason"]
+    assert isinstance(answer["detail"]["call_control_id"], str) and isinstance(answer["detail"]["action"], str)
+    assert answer["detail"]["request_id"] is None or isinstance(answer["detail"]["request_id"], str)

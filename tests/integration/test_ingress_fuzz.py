@@ -27,7 +27,7 @@ REASONS = {
         "missing_signature", "missing_timestamp", "malformed_signature", "malformed_timestamp",
         "stale_timestamp", "future_timestamp", "bad_signature",
     },
-    400: {"malformed_body"},
+    400: {"malformed_body", "number_out_of_range", "nested_too_deep", "invalid_unicode", "empty_key", "invalid_field"},
     413: {"body_too_large"},
 }  # fmt: skip
 
@@ -133,3 +133,70 @@ def test_hostile_requests_are_refused_cleanly(ingress: LoadedFunction, bus_tap: 
     assert row.tried >= FUZZ_CASES
     assert row.accepted > 0
     assert len(row.rejected) >= 6
+
+
+# ------------------------------------------------------------ hostile values, genuinely signed
+STORED_FIELDS = ("stream_params", "sip_notify_response", "to", "failure_reason", "status", "digits", "x_unknown")
+EVENT_TYPES = ("streaming.failed", "call.refer.failed", "call.gather.ended", "call.answered", "siprec.failed")
+
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(10**45), max_value=10**45),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from([1e-200, 1e200, 1e-130, 9.99e125, 2**63, -(2**63), 10**38]),
+    st.text(st.characters(codec=None, exclude_categories=()), max_size=8),  # lone surrogates included
+)
+json_values = st.recursive(
+    scalars,
+    lambda children: st.one_of(
+        st.lists(children, max_size=3), st.dictionaries(st.text(max_size=3), children, max_size=3)
+    ),
+    max_leaves=12,
+)
+
+
+@st.composite
+def hostile_webhooks(draw: st.DrawFn) -> bytes:
+    """A webhook whose stored fields hold any JSON value, nested up to 40 levels, as text Telnyx could sign."""
+    payload: dict[str, Any] = {"call_control_id": f"v3:fuzz-{draw(st.integers(0, 10**6))}"}
+    for name in draw(st.lists(st.sampled_from(STORED_FIELDS), max_size=3, unique=True)):
+        value = draw(json_values)
+        for _ in range(draw(st.sampled_from([0, 0, 0, 28, 29, 30, 40]))):
+            value = [value]
+        payload[name] = value
+    document = envelope(draw(st.sampled_from(EVENT_TYPES)), **payload)
+    return json.dumps(document, separators=(",", ":")).encode("ascii")  # Infinity, NaN and \ud800 escapes as written
+
+
+def test_a_genuine_webhook_answered_200_is_processed_by_every_consumer(
+    ingress: LoadedFunction, bus_tap: BusTap, consumers: dict[str, LoadedFunction], test_key: TestKeyPair
+) -> None:
+    from tests.support.requests import signed_event
+    from tests.support.routing import targets
+
+    row = figures("ingress fuzz: hostile values, signed (hypothesis)")
+    handler = ingress.module.lambda_handler
+    context = LocalContext("IngressFunction")
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    @given(body=hostile_webhooks())
+    def run(body: bytes) -> None:
+        result = handler(signed_event(test_key, body), context)
+        status, answer = result["statusCode"], json.loads(result["body"])
+        row.tried += 1
+        assert status in (200, 400), answer
+        if status == 400:
+            assert answer["error"] in REASONS[400], answer
+            row.rejected[answer["error"]] += 1
+            assert bus_tap.drain() == []
+            return
+        row.accepted += 1
+        for event in bus_tap.drain():
+            event.setdefault("account", "123456789012")  # moto's SQS target leaves it out
+            for function in sorted(targets(event)):
+                outcome = consumers[function].invoke(event)  # raising would fail the event for good
+                assert "refused" not in outcome, (function, outcome)
+
+    run()
+    assert row.accepted > 0 and row.rejected

@@ -55,6 +55,7 @@ class ClientStateLane(Lane):
     raw: str
     kind: str
     value: Any = None
+    unstorable: str | None = None  # why `value` was not stored (DynamoDB could not hold it)
 
 
 class StatusLane(Lane):

@@ -45,7 +45,10 @@ class WebhookPublisher:
         self.attempts = attempts
 
     def publish(self, webhook: WebhookSummary, body_text: str) -> None:
-        """Put the body, unchanged, as the Detail of one entry typed by the event type; `PublishError` if not."""
+        """Put the body, unchanged, as the Detail of one entry typed by the event type; `PublishError` if not.
+
+        `EntryRefusedError` at once when EventBridge refuses the entry itself: no retry can help.
+        """
         for attempt in range(1, self.attempts + 1):
             try:
                 put_entry(self._client, self._bus_name, TELNYX_SOURCE, webhook.event_type, body_text)

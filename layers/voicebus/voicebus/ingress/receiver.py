@@ -1,9 +1,11 @@
 """The webhook ingress: size check, signature, envelope, put on the bus, and the HTTP answer.
 
 Order matters: the size check is free, the signature proves the sender before a
-single byte of JSON is parsed, and only a verified, well-formed webhook reaches
-the bus. Every refusal is a 4xx with a short JSON reason and nothing published;
-a failed put is a 5xx so that Telnyx retries.
+single byte of JSON is parsed, and only a verified, well-formed webhook that every
+consumer can parse and store reaches the bus (`envelope`, `limits`). Every refusal
+is a 4xx with a short JSON reason and nothing published; a failed put is a 5xx so
+that Telnyx retries, and only a put that can succeed is tried: what EventBridge would
+refuse for good (its JSON limits) is refused here with 400, never retried by Telnyx.
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ from typing import TYPE_CHECKING
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
-from voicebus.bus import PublishError
-from voicebus.ingress.envelope import WebhookEnvelopeError, summarize
+from voicebus.bus import EntryRefusedError, PublishError
+from voicebus.ingress.envelope import summarize
+from voicebus.ingress.limits import JsonLimitError
 from voicebus.ingress.publisher import WebhookPublisher
 from voicebus.ingress.settings import IngressSettings
 from voicebus.ingress.signature import SignatureVerificationError, WebhookVerifier, decode_public_key
@@ -85,8 +88,8 @@ class WebhookIngress:
             webhook = summarize(text)
         except UnicodeDecodeError:
             return self._reject(400, "malformed_body", "the body is not UTF-8")
-        except WebhookEnvelopeError as exc:
-            return self._reject(400, "malformed_body", str(exc))
+        except JsonLimitError as exc:  # refused before the put: EventBridge or a consumer would refuse it for good
+            return self._reject(400, exc.reason.value, str(exc))
 
         self._logger.append_keys(
             webhook_id=webhook.id,
@@ -96,6 +99,8 @@ class WebhookIngress:
         )
         try:
             self.publisher.publish(webhook, text)
+        except EntryRefusedError as exc:  # the entry itself is wrong: a retry by Telnyx would loop forever
+            return self._reject(400, "refused_by_bus", str(exc))
         except PublishError as exc:
             self._logger.error("webhook not published; Telnyx will retry", extra={"error": str(exc)})
             self._metrics.add_metric(name="PutEventsFailed", unit=MetricUnit.Count, value=1)
