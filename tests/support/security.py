@@ -46,8 +46,10 @@ def one_resource(target: Any) -> bool:
     if not isinstance(target, dict) or len(target) != 1:
         return False
     [(function, argument)] = target.items()
-    if function == "Fn::Sub":
-        return isinstance(argument, str) and argument.count("${") == 1
+    if function == "Fn::Sub":  # pseudo parameters (${AWS::Region}) name no resource
+        return isinstance(argument, str) and argument.count("${") - argument.count("${AWS::") == 1
+    if function == "Fn::Split":  # a parameter that lists exact ARNs (InvokableFunctionArns)
+        return isinstance(argument, list) and len(argument) == 2 and one_resource(argument[1])
     if function == "Fn::If":
         return all(one_resource(branch) for branch in argument[1:])
     return function in {"Ref", "Fn::GetAtt"}

@@ -18,7 +18,7 @@ from voicebus.commands.validation import CallCommand, parse_command
 from voicebus.flows import steps
 from voicebus.flows.engine import Decision, DecisionKind, FlowEngine
 from voicebus.flows.loader import PLACEHOLDER, FlowCatalog, FlowLoadError, load_flow, load_flows
-from voicebus.flows.position import FlowPosition, FlowState, FlowStatus, StoredFlowState, position_from_client_state
+from voicebus.flows.position import FlowPosition, FlowStatus, StoredFlowState, position_from_client_state
 from voicebus_cli.flows import FLOWS_DIR, check_flows, example_environment
 
 ENV = example_environment()
@@ -282,7 +282,7 @@ def test_placeholders_take_defaults_and_only_flow_variables(tmp_path: Path) -> N
             """\
             menu:
               type: fork_start
-              params: {rx: "udp:192.0.2.1:9000"}
+              params: {rx: "udp:192.0.2.1:9000", tx: "udp:192.0.2.1:9001"}
               next: tag
             tag:
               type: set_client_state
@@ -351,7 +351,7 @@ def test_check_flows_prints_a_line_per_flow() -> None:
     lines = out.getvalue().splitlines()
     assert lines == [
         f"live_media.yaml: flow 'live_media', 5 steps from 'answer', takes calls to {LIVE_MEDIA_NUMBER}",
-        "main.yaml: flow 'main', 9 steps from 'answer', takes every other call (default)",
+        "main.yaml: flow 'main', 12 steps from 'answer', takes every other call (default)",
         f"2 flows OK in {FLOWS_DIR}",
     ]
     assert err.getvalue() == ""
@@ -464,7 +464,10 @@ def test_an_incoming_call_is_answered(engine: FlowEngine) -> None:
     assert decision.kind is DecisionKind.STARTED
     assert sent(decision) == [("answer", parse_command("answer"))]
     assert at(decision) == ("main", "answer", 1, 1)
-    assert decision.client_state == {"flow": "main", "step": "answer", "attempt": 1, "seq": 1}
+    assert decision.client_state == {
+        "voicebus": {"flow": "main", "step": "answer", "attempt": 1, "seq": 1},
+        "call": "v3:unit",
+    }
 
 
 @pytest.mark.parametrize(
@@ -489,9 +492,12 @@ def test_pressing_1_transfers_to_sales(engine: FlowEngine) -> None:
     call.answered()
     decision = call.event("call.gather.ended", status="valid", digits="1")
 
-    assert sent(decision) == [("sales", parse_command("transfer", {"to": SALES, "timeout_secs": 30}))]
+    far_leg = encode({"voicebus": {"flow": "main", "step": "sales", "attempt": 1, "seq": 3}, "call": "v3:unit"})
+    transfer = {"to": SALES, "timeout_secs": 30, "target_leg_client_state": far_leg}
+    assert sent(decision) == [("sales", parse_command("transfer", transfer))]
     assert at(decision) == ("main", "sales", 1, 3)
-    assert call.event("call.bridged").kind is DecisionKind.IGNORED
+    assert call.event("call.bridged").kind is DecisionKind.HANDED_OVER
+    assert call.event("call.speak.ended", status="completed").kind is DecisionKind.IGNORED
 
 
 def test_pressing_2_records_a_voicemail_finished_with_pound(engine: FlowEngine) -> None:
@@ -576,7 +582,7 @@ def test_three_failed_attempts_say_goodbye_and_hang_up(engine: FlowEngine, failu
     assert sent(call.event("call.speak.ended", status="completed")) == [("hangup", parse_command("hangup"))]
 
 
-@pytest.mark.parametrize("status", ["call_hangup", "cancelled", "cancelled_amd"])
+@pytest.mark.parametrize("status", ["cancelled", "cancelled_amd"])
 def test_a_gather_or_prompt_cut_short_moves_nothing(engine: FlowEngine, status: str) -> None:
     call = SimulatedCall(engine)
     call.answered()
@@ -691,7 +697,10 @@ def test_the_live_media_flow_starts_transcription_and_a_stream_then_greets(engin
     )
     discriminators = [planned.discriminator for planned in decision.commands]
     assert discriminators == ["clean_audio", "transcription", "stream", "greeting"]
-    assert decision.client_state == {"flow": "live_media", "step": "greeting", "attempt": 1, "seq": 5}
+    assert decision.client_state == {
+        "voicebus": {"flow": "live_media", "step": "greeting", "attempt": 1, "seq": 5},
+        "call": "v3:unit",
+    }
     assert call.event("call.speak.ended", status="completed").kind is DecisionKind.IGNORED  # greeting has no next
 
 
@@ -731,13 +740,13 @@ def test_set_client_state_adds_data_to_every_later_command(tmp_path: Path) -> No
         "seq": 2,
         "data": {"tier": "gold"},
     }
-    assert started.client_state == expected_state
+    assert started.client_state == {"voicebus": expected_state, "call": "v3:unit"}
     assert sent(started) == [
-        ("tag", parse_command("client_state_update", {"client_state": expected_state})),
+        ("tag", parse_command("client_state_update", {"client_state": started.client_state})),
         ("answer", parse_command("answer")),
     ]
 
     answered = call.event("call.answered")
     assert [step for step, _ in sent(answered)] == ["denoise", "dtmf", "bye"]
-    assert answered.client_state is not None and answered.client_state["data"] == {"tier": "gold"}
-    assert answered.state == FlowState(flow="main", step="bye", attempt=1, seq=5, data={"tier": "gold"})
+    assert answered.state is not None and answered.state.client_state()["data"] == {"tier": "gold"}
+    assert answered.state.position() == FlowPosition(flow="main", step="bye", attempt=1, seq=5, data={"tier": "gold"})

@@ -160,6 +160,50 @@ class CallStore:
         outcome = self.advance_lanes(call_control_id, [LaneWrite(lane, dict(fields), rank)], ref)
         return lane in outcome.written
 
+    def swap_lane(
+        self,
+        call_control_id: str,
+        lane: str,
+        fields: Mapping[str, Any],
+        ref: EventRef,
+        expected: Mapping[str, Any] | None,
+    ) -> bool:
+        """Compare-and-set: set `lane` only if it still holds `expected` (absent, when None); False otherwise.
+
+        For a lane one state machine moves step by step (the IVR's `flow`): of two writers that
+        read the same value, exactly one wins, and the other must read again (not "newer wins").
+        """
+        names = {"#lane": lane}
+        value = {**fields, "at": ref.occurred_at, "event_id": ref.event_id, "event_type": ref.event_type, "rank": 0}
+        attributes: dict[str, Any] = {
+            ":v": to_attribute(value),
+            ":exp": to_attribute(self._expires_at()),
+            ":cid": to_attribute(call_control_id),
+        }
+        if expected is None:
+            condition = "attribute_not_exists(#lane)"
+        else:
+            checks = []
+            for index, (name, held) in enumerate(expected.items()):
+                names[f"#e{index}"] = name
+                attributes[f":e{index}"] = to_attribute(held)
+                checks.append(f"#lane.#e{index} = :e{index}")
+            condition = " AND ".join(checks) or "attribute_exists(#lane)"
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key=self._state_key(call_control_id),
+                UpdateExpression="SET #lane = :v, expires_at = :exp, call_control_id = :cid",
+                ConditionExpression=condition,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=attributes,
+            )
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
     def put_recording(self, call_control_id: str, recording_id: str, fields: Mapping[str, Any], ref: EventRef) -> bool:
         """A recording's own item, updated in event order like a lane."""
         key = {"pk": to_attribute(call_pk(call_control_id)), "sk": to_attribute(f"RECORDING#{recording_id}")}

@@ -21,14 +21,22 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, InstanceOf, StringConstraints, field_validator
 
-from voicebus.commands.validation import InvalidCommandError
-from voicebus.flows.steps import FlowStep, MenuStep, Name, PlayStep, StepKind, params_field
+from voicebus.commands.validation import CallCommand, InvalidCommandError, parse_command
+from voicebus.flows.steps import FlowStep, HangupStep, MenuStep, Name, PlayStep, SpeakStep, StepKind, params_field
 
 DEFAULT_FLOW = "main"
+APOLOGY_STEP = "_apology"
+HANGUP_STEP = "_hangup"
+"""The built-in failure branch: steps every flow has, named so no flow file can name its own the same."""
+DEFAULT_APOLOGY = {
+    "payload": "We are sorry, we cannot complete your call right now. Please try again later. Goodbye.",
+    "voice": "AWS.Polly.Joanna-Neural",
+    "language": "en-US",
+}
 
 
 class FlowMatch(BaseModel):
@@ -66,6 +74,36 @@ class Flow(BaseModel):
     match: FlowMatch = FlowMatch()
     entry: Name
     steps: dict[Name, FlowStep] = Field(min_length=1)
+    on_error: Name | None = None
+    """Where any failure without its own branch goes; unset: the apology, then a hang-up."""
+    apology: InstanceOf[CallCommand] = Field(default_factory=lambda: parse_command("speak", DEFAULT_APOLOGY))
+    """The speak params of the built-in apology (payload, voice, language)."""
+
+    @field_validator("apology", mode="before")
+    @classmethod
+    def _speak(cls, value: Any) -> CallCommand:
+        return value if isinstance(value, CallCommand) else parse_command("speak", {**DEFAULT_APOLOGY, **value})
+
+    def step(self, name: str) -> FlowStep | None:
+        """A step by name, the built-in apology and hang-up included."""
+        found = self.steps.get(name)
+        if found is not None:
+            return found
+        if name == APOLOGY_STEP:
+            return SpeakStep.model_construct(type="speak", params=self.apology, next=HANGUP_STEP)
+        if name == HANGUP_STEP:
+            return HangupStep(type="hangup")
+        return None
+
+    def failure_branch(self, step: FlowStep | None, name: str | None = None) -> str:
+        """Where a failure of `step` (named `name`) goes: its own branch, else the flow's `on_error`,
+        else the apology. The `on_error` step or the apology failing in turn hangs up: no loop."""
+        own = step.failure_target() if step is not None else None
+        if own:
+            return own
+        if name is not None and name in (self.on_error, APOLOGY_STEP):
+            return HANGUP_STEP
+        return self.on_error or APOLOGY_STEP
 
     def problems(self) -> list[FlowProblem]:
         """What single-field validation cannot see: references, loops, and fields the flow owns."""
@@ -73,6 +111,8 @@ class Flow(BaseModel):
         known = ", ".join(sorted(self.steps))
         if self.entry not in self.steps:
             problems.append(FlowProblem(f"no step named {self.entry!r} (steps: {known})", field="entry"))
+        if self.on_error is not None and self.on_error not in self.steps:
+            problems.append(FlowProblem(f"no step named {self.on_error!r} (steps: {known})", field="on_error"))
         for name, step in self.steps.items():
             for field, target in step.targets():
                 if target not in self.steps:

@@ -17,10 +17,14 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
 
 from voicebus.calls import client_state
 
+ENVELOPE_KEY = "voicebus"
+"""The member of the client_state envelope that holds the flow's position (see `voicebus.flows.envelope`)."""
+
 
 class FlowStatus(StrEnum):
     ACTIVE = "active"
     FINISHING = "finishing"  # a record step was asked to stop; waiting for call.recording.saved
+    HANDED_OVER = "handed_over"  # a transfer bridged or a refer completed: the flow only waits for the hang-up
     ENDED = "ended"  # the call hung up: nothing more is sent
 
 
@@ -62,10 +66,18 @@ class RejectedCommand(BaseModel):
 
 
 class FlowState(FlowPosition):
-    """The call's `flow` lane: its position, whether the flow still runs, and a refused command if any."""
+    """The call's `flow` lane: its position, whether the flow still runs, and a refused command if any.
+
+    Also what only the lane holds (client_state stays small): the flow variables
+    (`${vars.name}`: invoke results, digits gathered), the call's parties, and the
+    deadline of the step it waits on (`deadline`, UTC ISO 8601; None: no limit).
+    """
 
     status: FlowStatus = FlowStatus.ACTIVE
     rejected: RejectedCommand | None = None
+    vars: dict[str, JsonValue] = Field(default_factory=dict)
+    parties: dict[str, str] = Field(default_factory=dict)
+    deadline: str | None = None
 
     def lane_fields(self) -> dict[str, Any]:
         return self.model_dump(mode="json", exclude_none=True)
@@ -81,13 +93,25 @@ class StoredFlowState(FlowState):
 
 
 def position_from_client_state(raw: str | None) -> FlowPosition | None:
-    """The flow position an event's client_state names; None when it carries none (or someone else's state)."""
+    """The flow position an event's client_state names; None when it carries none (or someone else's state).
+
+    Reads the envelope (`voicebus.flows.envelope`) and, for calls that started before it,
+    a bare position.
+    """
     if not raw:
         return None
     decoded = client_state.decode(raw)
     if decoded.kind is not client_state.ClientStateKind.JSON or not isinstance(decoded.value, dict):
         return None
+    return position_from_value(decoded.value)
+
+
+def position_from_value(value: Any) -> FlowPosition | None:
+    """The position in a decoded client_state: the envelope's `voicebus` member, or a bare position."""
+    if not isinstance(value, dict):
+        return None
+    inner = value.get(ENVELOPE_KEY, value)
     try:
-        return FlowPosition.model_validate(decoded.value)
+        return FlowPosition.model_validate(inner)
     except ValidationError:
         return None

@@ -1,8 +1,10 @@
-"""The call's `flow` lane in DynamoDB: read with the call's status, written in event order.
+"""The call's `flow` lane in DynamoDB: read with the call's status, moved by compare-and-set.
 
-Writes go through `CallStore.advance_lane`, so a lane written by a later event is
-never overwritten by an earlier one. Reads take only the `flow` and `status` lanes
-(`CallStore.lanes`): `CallStore.get_call` would also query the call's recordings.
+A flow's position moves one step at a time, so its lane is written only if it still
+holds what the writer read (`seq` and `status`, `CallStore.swap_lane`): of two
+events that answer the same position at the same instant, one moves the flow and
+the other finds the lane changed, reads again, and (now stale) sends nothing.
+Reads take only the `flow` and `status` lanes (`CallStore.lanes`).
 """
 
 from __future__ import annotations
@@ -21,8 +23,6 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
 FLOW_LANE = "flow"
-REJECTION_RANK = 1
-"""A refused command is added to the lane by the same event that wrote it: a higher rank lets it through."""
 
 
 @dataclass(frozen=True)
@@ -33,8 +33,13 @@ class CallFlowView:
     hung_up: bool
 
 
+def _claim(state: FlowState | None) -> dict[str, Any] | None:
+    """What a write expects the lane to still hold: the position's seq and the flow's status."""
+    return None if state is None else {"seq": state.seq, "status": state.status.value}
+
+
 class FlowStateStore:
-    """Reads and order-safe writes of the `flow` lane; one per container."""
+    """Reads and compare-and-set writes of the `flow` lane; one per container."""
 
     def __init__(self, calls: CallStore) -> None:
         self._calls = calls
@@ -54,6 +59,6 @@ class FlowStateStore:
         """A feature an accepted command changed without a webhook to say so (noise suppression, ...)."""
         self._calls.advance_lane(call_control_id, lane, fields, ref)
 
-    def write(self, call_control_id: str, state: FlowState, ref: EventRef, *, rank: int = 0) -> bool:
-        """Set the lane to `state` unless a later event already moved it; False when this event is too late."""
-        return self._calls.advance_lane(call_control_id, FLOW_LANE, state.lane_fields(), ref, rank)
+    def write(self, call_control_id: str, state: FlowState, ref: EventRef, *, read: FlowState | None) -> bool:
+        """Set the lane to `state` if it still holds what was `read` (None: no flow yet); False when it moved."""
+        return self._calls.swap_lane(call_control_id, FLOW_LANE, state.lane_fields(), ref, _claim(read))
