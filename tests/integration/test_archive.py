@@ -16,7 +16,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from voicebus.archive.download import ArchiveError, RecordingSource, http_pool
+from voicebus.archive.download import ArchiveError, DownloadPolicy, RecordingSource, http_pool
 from voicebus.archive.keys import SHA256_METADATA_KEY, recording_key, recording_metadata, transcript_key
 from voicebus.archive.writer import SHA256_TAG_KEY, ArchiveWriter
 from voicebus_cli.local.provision import ProvisionedStack
@@ -30,11 +30,13 @@ pytestmark = pytest.mark.integration
 MIB = 1024 * 1024
 PART = 5 * MIB
 STARTED = datetime(2026, 11, 21, 10, 0, 0, tzinfo=UTC)
+# The storage stand-in serves plain http on 127.0.0.1, as the local stack allows it.
+LOCAL = DownloadPolicy(http_hosts=frozenset({"127.0.0.1"}))
 
 
 @pytest.fixture(scope="module")
 def storage() -> Iterator[StorageServer]:
-    with StorageServer() as server:
+    with StorageServer(fmt="wav") as server:  # the sources below archive audio/wav
         yield server
 
 
@@ -45,7 +47,10 @@ def s3(stack: ProvisionedStack) -> S3Client:
 
 @pytest.fixture
 def bucket(stack: ProvisionedStack, s3: S3Client) -> str:
-    name = stack.ref("ArchiveBucket")
+    return usable_bucket(s3, stack.ref("ArchiveBucket"))
+
+
+def usable_bucket(s3: S3Client, name: str) -> str:
     # The template's DenyInsecureTransport statement is conditional on aws:SecureTransport.
     # moto (5.2) evaluates bucket policies on object requests but has no value for that
     # condition key, so it turns the conditional Deny into "deny everything". It only
@@ -69,7 +74,7 @@ def bucket(stack: ProvisionedStack, s3: S3Client) -> str:
 
 @pytest.fixture
 def archiver(s3: S3Client, bucket: str) -> ArchiveWriter:
-    return ArchiveWriter(s3, bucket, part_size=PART)
+    return ArchiveWriter(s3, bucket, part_size=PART, policy=LOCAL)
 
 
 def source(recording: PublishedRecording, key: str, refresh: Callable[[], str] | None = None) -> RecordingSource:
@@ -210,7 +215,7 @@ def test_parts_upload_concurrently_never_more_than_concurrency_at_once(
 
     client.meta.events.register("before-call.s3.UploadPart", started)
     client.meta.events.register("after-call.s3.UploadPart", finished)
-    archiver = ArchiveWriter(client, bucket, part_size=PART, concurrency=concurrency)
+    archiver = ArchiveWriter(client, bucket, part_size=PART, concurrency=concurrency, policy=LOCAL)
     recording = storage.publish("concurrent", 8 * PART + 3)
 
     archived = archiver.archive(source(recording, "recordings/concurrent.wav"))
@@ -375,7 +380,7 @@ def test_slow_body_completes_when_each_read_is_within_the_read_timeout(
 ) -> None:
     # Eight pieces 0.15 s apart: the whole body takes longer than the read timeout, no single read does.
     recording = storage.publish("slow", MIB, Behaviour.SLOW, slow_chunks=8, slow_delay=0.15)
-    archiver = ArchiveWriter(s3, bucket, part_size=PART, http=http_pool(read_timeout=0.6))
+    archiver = ArchiveWriter(s3, bucket, part_size=PART, http=http_pool(read_timeout=0.6), policy=LOCAL)
 
     archived = archiver.archive(source(recording, "recordings/slow.wav"))
 
@@ -384,7 +389,7 @@ def test_slow_body_completes_when_each_read_is_within_the_read_timeout(
 
 def test_stalled_body_times_out_and_leaves_nothing(s3: S3Client, bucket: str, storage: StorageServer) -> None:
     recording = storage.publish("stall", 12 * MIB, Behaviour.STALL, cut_at=7 * MIB, stall_seconds=2.0)
-    archiver = ArchiveWriter(s3, bucket, part_size=PART, http=http_pool(read_timeout=0.3))
+    archiver = ArchiveWriter(s3, bucket, part_size=PART, http=http_pool(read_timeout=0.3), policy=LOCAL)
 
     with pytest.raises(ArchiveError, match="ReadTimeoutError"):
         archiver.archive(source(recording, "recordings/stall.wav"))
@@ -507,7 +512,7 @@ def test_a_failed_tagging_raises_and_the_retry_tags_the_same_version(
         raise ClientError({"Error": {"Code": "AccessDenied", "Message": "injected"}}, "PutObjectTagging")
 
     client.meta.events.register("before-call.s3.PutObjectTagging", refuse, unique_id="refuse-tagging")
-    archiver = ArchiveWriter(client, bucket, part_size=PART)
+    archiver = ArchiveWriter(client, bucket, part_size=PART, policy=LOCAL)
     recording = storage.publish("tag-fails", 11 * MIB)
 
     with pytest.raises(ArchiveError, match=r"PutObjectTagging of recordings/tag-fails\.wav failed: AccessDenied"):
@@ -524,13 +529,13 @@ def test_a_failed_tagging_raises_and_the_retry_tags_the_same_version(
 def test_the_same_bytes_in_other_parts_are_recognised_by_their_tag(
     storage: StorageServer, s3: S3Client, bucket: str
 ) -> None:
-    first = ArchiveWriter(s3, bucket, part_size=6 * MIB).archive(
+    first = ArchiveWriter(s3, bucket, part_size=6 * MIB, policy=LOCAL).archive(
         source(storage.publish("reparted", 13 * MIB), "recordings/reparted.wav")
     )
     # Chunked, so the size is unknown and the body is streamed: 5 MiB parts give another composite checksum.
     chunked = storage.publish("reparted-chunked", 13 * MIB, Behaviour.CHUNKED, seed="reparted")
 
-    again = ArchiveWriter(s3, bucket, part_size=PART).archive(source(chunked, "recordings/reparted.wav"))
+    again = ArchiveWriter(s3, bucket, part_size=PART, policy=LOCAL).archive(source(chunked, "recordings/reparted.wav"))
 
     assert (again.uploaded, again.version_id, again.sha256) == (False, first.version_id, first.sha256)
     assert_nothing_left_but(s3, bucket, "recordings/reparted.wav", [first.version_id])
@@ -539,7 +544,7 @@ def test_the_same_bytes_in_other_parts_are_recognised_by_their_tag(
 @pytest.mark.parametrize("size", [MIB, 6 * MIB])
 def test_kms_key_encrypts_the_archived_object(s3: S3Client, bucket: str, storage: StorageServer, size: int) -> None:
     key_id = boto3.client("kms").create_key(Description="voicebus archive test")["KeyMetadata"]["KeyId"]
-    archiver = ArchiveWriter(s3, bucket, part_size=PART, kms_key_id=key_id)
+    archiver = ArchiveWriter(s3, bucket, part_size=PART, kms_key_id=key_id, policy=LOCAL)
     recording = storage.publish(f"kms-{size}", size)
 
     archiver.archive(source(recording, "recordings/kms.wav"))

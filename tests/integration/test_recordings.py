@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import hashlib
+import uuid
 from collections.abc import Mapping
 from typing import Any
 
 import boto3
 import pytest
 
+from tests.conftest import DUMMY_SECRET_ARN
 from tests.support.calls import CallScript, as_bus_event
 from voicebus.calls.store import CallStore
-from voicebus_cli.local.provision import ProvisionedStack
+from voicebus_cli.local.functions import LoadedFunction
+from voicebus_cli.local.provision import ProvisionedStack, provision
 from voicebus_cli.local.storage import Behaviour, StorageServer
 from voicebus_cli.local.telnyx_api import TelnyxApiStandIn
+from voicebus_cli.local.template import Stack, load_template
+from voicebus_cli.testkey import load_test_key
 
 pytestmark = pytest.mark.integration
 
@@ -170,3 +175,92 @@ def test_a_recording_error_marks_the_recording_failed(consumers: dict[str, Any],
     }
     [recording] = record.recordings
     assert (recording.status, (recording.model_extra or {}).get("reason")) == ("error", "Internal server error")
+
+
+# ---------------------------------------------------------------------- what is not archived (issue 11)
+
+
+def archive_of(call_store: CallStore, script: CallScript) -> dict[str, Any]:
+    [recording] = call_store.get_call(script.call_control_id).recordings  # type: ignore[union-attr]
+    return dict((recording.model_extra or {})["archive"])
+
+
+def assert_bucket_empty(stack: ProvisionedStack) -> None:
+    s3 = boto3.client("s3")
+    assert s3.list_multipart_uploads(Bucket=stack.ref("ArchiveBucket")).get("Uploads", []) == []
+    assert s3.list_objects_v2(Bucket=stack.ref("ArchiveBucket")).get("KeyCount", 0) == 0
+
+
+def test_links_that_are_not_https_are_recorded_failed_not_retried(
+    consumers: dict[str, Any], call_store: CallStore, stack: ProvisionedStack
+) -> None:
+    script = CallScript()
+    urls = {"mp3": "ftp://127.0.0.1/recordings/rec-i.mp3", "wav": "file:///etc/passwd"}
+
+    result = consumers["RecordingFunction"].invoke(saved(script, "rec-i", urls))  # answered, so never retried
+
+    archive = archive_of(call_store, script)
+    assert result["archived"] == archive
+    assert {fmt: where["status"] for fmt, where in archive.items()} == {"mp3": "failed", "wav": "failed"}
+    assert "'ftp://127.0.0.1/recordings/rec-i.mp3' is not https" in archive["mp3"]["reason"]
+    assert "'file:///etc/passwd' is not https" in archive["wav"]["reason"]
+    assert_bucket_empty(stack)
+
+
+def test_an_html_page_is_recorded_failed_beside_the_format_that_was_archived(
+    consumers: dict[str, Any], storage: StorageServer, call_store: CallStore, stack: ProvisionedStack
+) -> None:
+    script = CallScript()
+    page = storage.publish(f"page-{script.session}", 0, Behaviour.HTML)
+    wav = storage.publish(f"wav-{script.session}", 100_000)
+
+    consumers["RecordingFunction"].invoke(saved(script, "rec-j", {"mp3": page.url, "wav": wav.url}))
+
+    archive = archive_of(call_store, script)
+    assert archive["mp3"]["status"] == "failed"
+    assert "served as 'text/html', not mp3 audio" in archive["mp3"]["reason"]
+    assert archive["wav"]["sha256"] == wav.sha256()
+
+
+def test_a_redirect_to_plain_http_elsewhere_is_recorded_failed_and_not_followed(
+    consumers: dict[str, Any], storage: StorageServer, call_store: CallStore, stack: ProvisionedStack
+) -> None:
+    script = CallScript()
+    elsewhere = storage.publish(f"elsewhere-{script.session}", 100_000)
+    port = storage.base_url.rsplit(":", 1)[1]
+    moved = storage.publish(
+        f"moved-{script.session}", 0, Behaviour.REDIRECT, redirect_to=f"http://localhost:{port}{elsewhere.path}"
+    )
+
+    consumers["RecordingFunction"].invoke(saved(script, "rec-k", {"mp3": moved.url, "wav": None}))
+
+    reason = archive_of(call_store, script)["mp3"]["reason"]
+    assert f"redirect 1 of the link to 'http://localhost:{port}{elsewhere.path}' is not https" in reason
+    assert storage.requests(elsewhere) == 0
+    assert_bucket_empty(stack)
+
+
+def test_an_endless_body_stops_at_recording_max_bytes_and_is_recorded_failed(
+    moto_server: Any, storage: StorageServer, telnyx_api: TelnyxApiStandIn
+) -> None:
+    cap = 2 * 1024 * 1024
+    parameters = {"TelnyxPublicKey": load_test_key().public_key_b64, "TelnyxApiKeySecretArn": DUMMY_SECRET_ARN}
+    name = f"t{uuid.uuid4().hex[:10]}"
+    stack = provision(Stack(load_template(), name, parameters={**parameters, "RecordingMaxBytes": str(cap)}))
+    function = stack.functions["RecordingFunction"]
+    recording = LoadedFunction(
+        "RecordingFunction",
+        function.code_uri,
+        function.handler,
+        {**function.environment, "TELNYX_API_KEY": telnyx_api.api_key, "TELNYX_BASE_URL": telnyx_api.base_url},
+    )
+    script = CallScript()
+    endless = storage.publish(f"endless-{script.session}", 0, Behaviour.ENDLESS)
+
+    recording.invoke(saved(script, "rec-l", {"mp3": endless.url, "wav": None}))
+
+    store = CallStore(boto3.client("dynamodb"), stack.ref("CallsTable"))
+    assert function.environment["RECORDING_MAX_BYTES"] == str(cap)
+    assert f"the body goes on past the {cap} bytes allowed" in archive_of(store, script)["mp3"]["reason"]
+    assert storage.bytes_sent(endless) < 64 * cap  # stopped near the cap (socket buffers hold a few MB more)
+    assert_bucket_empty(stack)

@@ -1,4 +1,4 @@
-"""The archive's pure helpers: key layout, sanitising, location and source checks."""
+"""The archive's pure helpers: key layout, sanitising, location, format and source checks."""
 
 from __future__ import annotations
 
@@ -10,9 +10,21 @@ from botocore.config import Config
 from hypothesis import given
 from hypothesis import strategies as st
 
-from voicebus.archive.download import RecordingSource, is_external_location
+from voicebus.archive.audio import FORMATS, NotAudioError
+from voicebus.archive.download import (
+    DEFAULT_MAX_BYTES,
+    DownloadPolicy,
+    RecordingSource,
+    UnsupportedLocationError,
+    is_external_location,
+)
 from voicebus.archive.keys import KeyComponentError, recording_key, recording_metadata, safe_component, transcript_key
+from voicebus.archive.recordings import DEADLINE_MARGIN_SECONDS, transfer_deadline
+from voicebus.archive.settings import download_policy
 from voicebus.archive.writer import MIN_PART_SIZE, ArchiveWriter
+from voicebus.config import ConfigurationError
+from voicebus_cli.local.functions import LocalContext
+from voicebus_cli.local.storage import HTML_PAGE, audio_header
 
 STARTED = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)
 
@@ -151,9 +163,119 @@ def test_recording_metadata_uses_utc_timestamps() -> None:
     }
 
 
-def test_source_refuses_external_locations() -> None:
-    with pytest.raises(ValueError, match="record s3:// and gs://"):
-        RecordingSource("s3://bucket/a.wav", "recordings/a.wav", "audio/wav")
+@pytest.mark.parametrize(
+    "url",
+    [
+        "s3://bucket/a.wav",
+        "gs://bucket/a.wav",
+        "ftp://storage.example.test/a.wav",
+        "file:///etc/passwd",
+        "data:audio/wav;base64,UklGRg==",
+        "http://storage.example.test/a.wav",  # plain http, to a host not named in http_hosts
+        "http://localhost:9001/2018-06-01/runtime/invocation/next",
+        "https:///no-host.wav",
+    ],
+)
+def test_only_https_links_are_fetched_unless_a_host_is_named_for_http(url: str) -> None:
+    policy = DownloadPolicy(http_hosts=frozenset({"127.0.0.1"}))
+
+    with pytest.raises(UnsupportedLocationError, match="is not https"):
+        policy.check_location(url, "the link")
+
+
+@pytest.mark.parametrize("url", ["https://s3.amazonaws.com/r/a.wav?X-Amz-Signature=x", "http://127.0.0.1:8123/a.wav"])
+def test_https_and_http_from_a_named_host_are_fetched(url: str) -> None:
+    DownloadPolicy(http_hosts=frozenset({"127.0.0.1"})).check_location(url, "the link")
+
+
+def test_without_named_hosts_plain_http_is_refused_even_on_loopback() -> None:
+    with pytest.raises(UnsupportedLocationError):
+        DownloadPolicy().check_location("http://127.0.0.1:8123/a.wav", "the link")
+
+
+def test_the_refusal_never_shows_the_links_query_string() -> None:
+    with pytest.raises(UnsupportedLocationError) as refused:
+        DownloadPolicy().check_location("ftp://h.example.test/a.wav?X-Amz-Signature=secret", "the link")
+    assert "secret" not in str(refused.value)
+
+
+def test_the_policy_comes_from_the_environment() -> None:
+    assert download_policy({}) == DownloadPolicy(max_bytes=DEFAULT_MAX_BYTES, http_hosts=frozenset())
+    policy = download_policy({"RECORDING_MAX_BYTES": "2097152", "RECORDING_HTTP_HOSTS": " 127.0.0.1, ::1 "})
+    assert policy == DownloadPolicy(max_bytes=2 * 1024 * 1024, http_hosts=frozenset({"127.0.0.1", "::1"}))
+    with pytest.raises(ConfigurationError, match="RECORDING_MAX_BYTES"):
+        download_policy({"RECORDING_MAX_BYTES": "10"})
+
+
+def test_the_default_cap_holds_telnyxs_longest_recording() -> None:
+    four_hours_of_16khz_16bit_stereo_wav = 14_400 * 16_000 * 2 * 2
+    assert four_hours_of_16khz_16bit_stereo_wav < DEFAULT_MAX_BYTES < 1.2 * four_hours_of_16khz_16bit_stereo_wav
+
+
+def test_source_takes_only_the_formats_telnyx_records() -> None:
+    with pytest.raises(ValueError, match="content_type"):
+        RecordingSource("https://example.test/a.ogg", "recordings/a.ogg", "audio/ogg")
+
+
+@pytest.mark.parametrize(
+    ("fmt", "head"),
+    [
+        ("mp3", audio_header("mp3", 1000)),
+        ("mp3", b"\xff\xfb\x90\x64" + bytes(8)),  # an MPEG-1 Layer III frame, no ID3 tag
+        ("mp3", b"\xff\xf3\x64\xc4" + bytes(8)),  # MPEG-2 Layer III (the low sample rates)
+        ("wav", audio_header("wav", 1000)),
+        ("wav", b"RF64\xff\xff\xff\xffWAVE"),
+    ],
+)
+def test_audio_is_recognised_by_its_first_bytes(fmt: str, head: bytes) -> None:
+    FORMATS[fmt].check_magic(head, "k")
+
+
+@pytest.mark.parametrize(
+    ("fmt", "head"),
+    [
+        ("mp3", HTML_PAGE),
+        ("mp3", audio_header("wav", 1000)),
+        ("mp3", b"\xff\xe8\x90\x64" + bytes(8)),  # sync bits, but the reserved MPEG version
+        ("mp3", b"\xff\xfb\xf0\x64" + bytes(8)),  # sync bits, but the invalid bitrate index 1111
+        ("mp3", b""),
+        ("wav", audio_header("mp3", 1000)),
+        ("wav", b"RIFF\x00\x00\x00\x00AVI "),
+        ("wav", b'{"error": "not found"}'),
+    ],
+)
+def test_anything_else_is_not_audio(fmt: str, head: bytes) -> None:
+    with pytest.raises(NotAudioError):
+        FORMATS[fmt].check_magic(head, "k")
+
+
+@pytest.mark.parametrize(
+    ("fmt", "content_type", "taken"),
+    [
+        ("mp3", "audio/mpeg", True),
+        ("mp3", "audio/mpeg; charset=binary", True),
+        ("wav", "audio/x-wav", True),
+        ("wav", "binary/octet-stream", True),  # S3's type when the uploader gave none: the bytes decide
+        ("wav", None, True),
+        ("mp3", "text/html; charset=utf-8", False),
+        ("mp3", "application/xml", False),
+        ("mp3", "audio/wav", False),
+        ("wav", "application/json", False),
+    ],
+)
+def test_content_types(fmt: str, content_type: str | None, taken: bool) -> None:
+    if taken:
+        FORMATS[fmt].check_content_type(content_type, "k")
+    else:
+        with pytest.raises(NotAudioError, match="served as"):
+            FORMATS[fmt].check_content_type(content_type, "k")
+
+
+@pytest.mark.parametrize(("remaining_ms", "margin"), [(900_000, DEADLINE_MARGIN_SECONDS), (10_000, 1.0)])
+def test_the_transfer_deadline_is_the_invocations_time_left_less_a_margin(remaining_ms: int, margin: float) -> None:
+    context = LocalContext("RecordingFunction", timeout_ms=remaining_ms)
+
+    assert transfer_deadline(context, now=100.0) == pytest.approx(100.0 + remaining_ms / 1000 - margin)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("key", ["", "/recordings/a.wav", "k" * 1025])

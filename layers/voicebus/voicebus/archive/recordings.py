@@ -4,12 +4,16 @@
 into S3 at once (`voicebus.archive.writer`), a link that has expired is swapped for a fresh
 one from `GET /recordings/{id}` (telnyx SDK, imported only then), and `s3://` /
 `gs://` locations (Telnyx custom storage) are recorded as they are. The call's
-recording item lists where each format went.
+recording item lists where each format went, or, for a link that cannot lead to the
+recording (not https, not audio, too large: `RecordingRefusedError`), that the format
+`failed` and why; that is final, never retried. The downloads must end before the
+invocation does (`transfer_deadline`); one that does not fails the invocation, retried.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,6 +24,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from voicebus import config
+from voicebus.archive.audio import RecordingRefusedError
 from voicebus.archive.download import RecordingSource, is_external_location
 from voicebus.archive.keys import recording_key, recording_metadata, transcript_key
 from voicebus.archive.recording_links import fresh_download_url
@@ -30,6 +35,9 @@ from voicebus.calls.store import CallStore
 
 CONTENT_TYPES = {"mp3": "audio/mpeg", "wav": "audio/wav"}
 DEFAULT_FORMATS = ("mp3", "wav")
+# Kept back from the invocation's remaining time for what follows the download: finishing or
+# aborting the upload and writing the recording item. A tenth of it, at most this much.
+DEADLINE_MARGIN_SECONDS = 30.0
 
 
 def configured_formats(environ: Mapping[str, str] | None = None) -> tuple[str, ...]:
@@ -55,18 +63,22 @@ class RecordingArchive:
     def on_event(self, webhook: TelnyxWebhook, recorded: RecordedEvent, context: LambdaContext) -> dict[str, Any]:
         data = webhook.data
         payload = data.payload
+        if data.event_type == "call.recording.error":  # the spec's has no recording_id: counted all the same
+            reason = (payload.model_extra or {}).get("reason")
+            self.metrics.add_metric(name="RecordingErrors", unit=MetricUnit.Count, value=1)
+            self.logger.warning(
+                "Telnyx could not save a recording", extra={"reason": reason, "recording_id": payload.recording_id}
+            )
+            return {"recording_error": reason}
         if not payload.call_control_id or not payload.recording_id:
             return {}
         if data.event_type == "call.recording.saved":
-            return self._archive_recording(payload, data.occurred)
+            return self._archive_recording(payload, data.occurred, transfer_deadline(context))
         if data.event_type == "call.recording.transcription.saved":
             return self._archive_transcript(payload, data.occurred)
-        if data.event_type == "call.recording.error":
-            self.metrics.add_metric(name="RecordingErrors", unit=MetricUnit.Count, value=1)
-            self.logger.warning("Telnyx could not save a recording", extra={"reason": payload.model_extra})
         return {}
 
-    def _archive_recording(self, payload: CallPayload, occurred: datetime) -> dict[str, Any]:
+    def _archive_recording(self, payload: CallPayload, occurred: datetime, deadline: float) -> dict[str, Any]:
         call_control_id, recording_id = _ids(payload)
         started = payload.recording_started_at or occurred
         session = payload.call_session_id or call_control_id
@@ -93,7 +105,14 @@ class RecordingArchive:
                 ),
                 refresh=lambda fmt=fmt: fresh_download_url(recording_id, fmt),  # type: ignore[misc]
             )
-            archived = self.writer.archive(source)
+            try:
+                archived = self.writer.archive(source, deadline)
+            except RecordingRefusedError as error:
+                # The same link would be refused the same way on every retry: say so on the recording.
+                locations[fmt] = {"status": "failed", "reason": str(error)}
+                self.metrics.add_metric(name="RecordingsRefused", unit=MetricUnit.Count, value=1)
+                self.logger.warning("recording not archived", extra={"format": fmt, "reason": str(error)})
+                continue
             locations[fmt] = _location(archived)
             if archived.uploaded:
                 self.metrics.add_metric(name="ArchivedBytes", unit=MetricUnit.Bytes, value=archived.size)
@@ -115,6 +134,13 @@ class RecordingArchive:
         link = {"transcript": _location(archived), "transcript_chars": len(text)}
         self.store.update_recording(call_control_id, recording_id, link)
         return {"transcript": link["transcript"]}
+
+
+def transfer_deadline(context: LambdaContext, now: float | None = None) -> float:
+    """The `time.monotonic()` by which the downloads must end: the invocation's time left, less a margin."""
+    left = context.get_remaining_time_in_millis() / 1000
+    start = time.monotonic() if now is None else now
+    return start + left - min(DEADLINE_MARGIN_SECONDS, left / 10)
 
 
 def _ids(payload: CallPayload) -> tuple[str, str]:

@@ -36,7 +36,15 @@ import urllib3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from voicebus.archive.checksums import Digest, ExistingObject, UploadedPart, b64, composite_checksum
-from voicebus.archive.download import MIB, ArchiveError, DownloadBody, RecordingSource, http_pool, open_download
+from voicebus.archive.download import (
+    MIB,
+    ArchiveError,
+    DownloadBody,
+    DownloadPolicy,
+    RecordingSource,
+    http_pool,
+    open_download,
+)
 from voicebus.archive.keys import SHA256_METADATA_KEY, check_key, check_metadata
 
 if TYPE_CHECKING:
@@ -98,6 +106,7 @@ class ArchiveWriter:
         part_size: int = DEFAULT_PART_SIZE,
         concurrency: int = DEFAULT_CONCURRENCY,
         kms_key_id: str | None = None,
+        policy: DownloadPolicy | None = None,
     ) -> None:
         if not MIN_PART_SIZE <= part_size <= MAX_PART_SIZE:
             raise ValueError(f"part_size must be between {MIN_PART_SIZE} and {MAX_PART_SIZE} bytes, got {part_size}")
@@ -109,16 +118,17 @@ class ArchiveWriter:
         self._s3 = client
         self._bucket = bucket
         self._http = http or http_pool()
+        self._policy = policy or DownloadPolicy()
         self._part_size = part_size
         self._concurrency = concurrency
         self._encryption: dict[str, Any] = (
             {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": kms_key_id} if kms_key_id else {}
         )
 
-    def archive(self, source: RecordingSource) -> ArchivedObject:
-        """Stream `source` into the bucket under `source.key`, unless the same bytes are already there."""
+    def archive(self, source: RecordingSource, deadline: float | None = None) -> ArchivedObject:
+        """Stream `source` under `source.key` unless the same bytes are there; the download ends by `deadline`."""
         existing = self._head(source.key)
-        body = open_download(self._http, source)
+        body = open_download(self._http, source, self._policy, deadline)
         try:
             length = body.content_length
             # Checksummed by S3 and its SHA-256 recorded: archived by this design, and finished.
