@@ -11,7 +11,7 @@ import warnings
 from collections import Counter
 from dataclasses import dataclass
 
-from voicebus_cli.demo import TelnyxSide, play_call
+from voicebus_cli.demo import TelnyxSide, failed_for_good, play_call
 from voicebus_cli.local.journal import Journal
 from voicebus_cli.local.meter import AwsMeter
 from voicebus_cli.local.moto_server import MotoServer
@@ -25,7 +25,7 @@ class DemoCallCost:
     meter: AwsMeter
     call_control_id: str
     tables: dict[str, str]  # physical table name -> its logical id in template.yaml
-    failed_runs: list[str]  # "<function>: <error>" for every run that raised
+    failed_runs: list[str]  # "<function>: <error>" for every run that raised and no retry completed
     processed: Counter[tuple[str, str]]  # the stack's ledger: (function, webhook id) -> runs that did the work
 
     def by(self, *fields: str) -> Counter[tuple[str, ...]]:
@@ -55,5 +55,5 @@ def metered_demo_call(moto: MotoServer | None = None) -> DemoCallCost:
         with AwsMeter() as meter:
             play_call(telnyx, recording.url)
         tables = {stack.ref(logical): logical for logical in ("CallsTable", "IdempotencyTable")}
-        failed = [f"{run.function}: {run.error}" for run in stack.ledger.runs if run.error]
+        failed = [f"{run.function}: {run.error}" for run in failed_for_good(stack.ledger.runs)]
         return DemoCallCost(meter, telnyx.call_control_id, tables, failed, stack.ledger.processed())

@@ -26,7 +26,7 @@ from voicebus_cli.webhooks import raw_body, webhook_event_files
 
 VOICEBUS = Path(sys.executable).with_name("voicebus")
 COMMANDS = ["sign", "resign-events", "derive-bus-events", "redrive", "replay", "call", "check-flows"]
-COMMANDS += ["command-schemas", "local", "demo"]
+COMMANDS += ["command-schemas", "local", "demo", "test-flows", "play"]
 
 
 @pytest.fixture

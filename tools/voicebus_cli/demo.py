@@ -5,13 +5,18 @@ Telnyx API and storage stand-ins) takes a call the way Telnyx would send it: sig
 webhooks over HTTP, each echoing the client_state of the command that caused it.
 The caller presses 2 for voicemail, hears the prompt, records, hangs up; then the
 recording and its transcript are saved. One webhook is delivered twice and one
-arrives out of order. The demo prints a timeline, the call's record and the archived
-objects, stops everything it started, and exits 0 only if the call ended as expected.
+arrives out of order. Then a second call plays a failure, the shipped scenario
+`main_sales_failed.yaml`: the caller presses 1, the transfer's far leg hangs up
+before it is bridged, and the caller hears an apology and is hung up. The demo
+prints a timeline, the first call's record and the archived objects, what Telnyx
+received on the second call, stops everything it started, and exits 0 only if
+both calls ended as expected.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import sys
@@ -29,10 +34,16 @@ from voicebus.calls.store import CallStore
 from voicebus.ingress.signature import sign
 from voicebus_cli.local.journal import Journal
 from voicebus_cli.local.stack import LocalStack
+from voicebus_cli.local.telnyx_api import RecordedRequest
+from voicebus_cli.local.workers import Invocation
+from voicebus_cli.scenario_call import ScenarioCall
+from voicebus_cli.scenarios import SCENARIOS_DIR, load_scenario
 from voicebus_cli.testkey import ROOT, TestKeyPair, load_test_key
 from voicebus_cli.webhooks import compact, envelope
 
 EXPECTED_COMMANDS = ["answer", "gather_using_speak", "speak", "record_start"]
+FAILURE_SCENARIO = SCENARIOS_DIR / "main_sales_failed.yaml"
+FAILURE_COMMANDS = ["answer", "gather_using_speak", "transfer", "speak", "hangup"]
 FUNCTION_LOG = ROOT / ".voicebus" / "demo-functions.log"
 
 
@@ -92,6 +103,44 @@ class TelnyxSide:
         return None
 
 
+class StackTransport:
+    """A scenario played through the demo's stack: signed webhooks posted, commands read from its Telnyx stand-in."""
+
+    def __init__(self, telnyx: TelnyxSide) -> None:
+        self.telnyx = telnyx
+        self.seen = len(self._requests())
+
+    def _requests(self) -> list[RecordedRequest]:
+        assert self.telnyx.stack.telnyx_api is not None
+        return self.telnyx.stack.telnyx_api.requests()
+
+    def deliver(self, body: dict[str, Any]) -> int:
+        raw = compact(body)
+        return post(self.telnyx.stack.webhook_url, raw, sign(raw, self.telnyx.key.signing_key, int(time.time())))[0]
+
+    def commands(self, call: ScenarioCall, expected: int) -> list[dict[str, Any]]:
+        from voicebus_cli.play import ours  # play uses this module's `post`
+
+        self.telnyx.settle()
+        received = self._requests()
+        fresh, self.seen = received[self.seen :], len(received)
+        items = [{"call_control_id": r.call_control_id, "action": r.action, "body": r.body} for r in fresh]
+        return [item for item in items if ours(call, item)]
+
+
+def play_failure(telnyx: TelnyxSide) -> tuple[ScenarioCall, int, str]:
+    """The failed transfer, as the shipped scenario describes it: the call, its mismatches, what was printed."""
+    from voicebus_cli.play import play_scenario
+
+    loaded = load_scenario(FAILURE_SCENARIO)
+    call = ScenarioCall(
+        loaded.scenario, f"demo-{uuid.uuid4().hex[:12]}", start=telnyx.clock, to_url=telnyx.stack.webhook_url
+    )
+    printed = io.StringIO()
+    mismatches = play_scenario(loaded, call, StackTransport(telnyx), printed)
+    return call, mismatches, printed.getvalue()
+
+
 def play_call(telnyx: TelnyxSide, recording_url: str) -> None:
     parties = {"from": "+15550001111", "to": "+15550009999", "direction": "incoming"}
     telnyx.deliver(telnyx.webhook("call.initiated", state="parked", **parties))
@@ -133,6 +182,16 @@ def play_call(telnyx: TelnyxSide, recording_url: str) -> None:
     telnyx.settle()
 
 
+def failed_for_good(runs: list[Invocation]) -> list[Invocation]:
+    """Failed runs of an event that no later run of the same function completed.
+
+    A duplicate delivered while its original still runs is refused by idempotency
+    (IdempotencyAlreadyInProgressError) and retried, as Lambda retries it: not a failure.
+    """
+    done = {(run.function, run.event_key) for run in runs if not run.error}
+    return [run for run in runs if run.error and (run.function, run.event_key) not in done]
+
+
 def run_demo() -> int:
     from voicebus_cli.local.storage import StorageServer  # the storage stand-in
 
@@ -155,6 +214,7 @@ def run_demo() -> int:
         telnyx = TelnyxSide(stack, key, journal)
         play_started = time.time()
         play_call(telnyx, recording.url)
+        failed_call, mismatches, failure_play = play_failure(telnyx)
 
         print("timeline")
         journal.print(play_started)
@@ -168,9 +228,15 @@ def run_demo() -> int:
         for obj in objects:
             print(f"  {obj['Key']}  {obj['Size']} bytes")
 
+        print(f"\na failure: {FAILURE_SCENARIO.relative_to(ROOT)}, call {failed_call.call_control_id('a')}")
+        print(failure_play, end="")
         assert stack.telnyx_api is not None
         commands = [r.action for r in stack.telnyx_api.requests() if r.call_control_id == telnyx.call_control_id]
-        failures = [run for run in journal.invocations if run.error]
+        failure_commands = [
+            r.action for r in stack.telnyx_api.requests() if r.call_control_id == failed_call.call_control_id("a")
+        ]
+        failures = failed_for_good(journal.invocations)
+        retried = [run for run in journal.invocations if run.error and run not in failures]
         archive = (record.recordings[0].model_extra or {}) if record and record.recordings else {}
         stored = (
             boto3.client("s3").get_object(Bucket=bucket, Key=archive["archive"]["mp3"]["s3_uri"].split("/", 3)[3])
@@ -189,11 +255,15 @@ def run_demo() -> int:
                 stored and hashlib.sha256(stored["Body"].read()).hexdigest() == recording.sha256()
             ),
             "its transcript is in S3 and linked on the call": "transcript" in archive,
-            "no function failed": not failures,
+            "a transfer whose far leg hung up got an apology, then a hang-up": failure_commands == FAILURE_COMMANDS
+            and mismatches == 0,
+            "no function failed for good (a retried attempt that then succeeded is not a failure)": not failures,
         }
     print("\nchecks")
     for name, passed in checks.items():
         print(f"  {'ok  ' if passed else 'FAIL'} {name}")
+    for run in retried:
+        print(f"       retried, then done: {run.function} attempt {run.attempt}: {run.error}")
     if failures:
         for run in failures:
             print(f"       {run.function}: {run.error}")

@@ -1,5 +1,9 @@
 """`check-flows`: load every IVR flow as the call-control function would, with example values.
 
+Then `voicebus.flows.checks` refuses what loading alone lets through and a live
+call would stumble on: unreachable steps, loops with no exit, commands (every
+attempt, as the engine builds them) that break the spec, `${...}` names nothing sets.
+
 The example values of the `${FLOW_*}` placeholders are the defaults of the
 template parameters that CallControlFunction's environment refers to, so the
 check needs no deployment and follows the template when it changes.
@@ -12,6 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TextIO
 
+from voicebus.flows.checks import check_flow
 from voicebus.flows.loader import FLOW_FILE_PATTERN, FlowCatalog, FlowLoadError, flow_files, load_flow
 from voicebus.flows.models import Flow, FlowProblem
 from voicebus_cli.local.template import Stack, TemplateError, load_template
@@ -65,6 +70,10 @@ def check_flows(
         if not flows:
             raise FlowLoadError(directory, [FlowProblem(f"no {FLOW_FILE_PATTERN} flow files")])
         catalog = FlowCatalog(flows, origin=directory)
+        for path, flow in flows:
+            problems = check_flow(flow)
+            if problems:
+                raise FlowLoadError(path, problems)
     except FlowLoadError as exc:
         print(f"check-flows: {exc}", file=err)
         return 1
