@@ -443,3 +443,19 @@ def test_a_result_the_call_cannot_keep_takes_on_error(engine: FlowEngine) -> Non
     _, decision, _ = answered(engine, InvokeResult({"tier": "gold", "agent": "+15550109999", "history": deep}))
     assert actions(decision) == [("pick", "gather_using_audio")]
     assert "cannot be kept with the call" in decision.reason
+
+
+@pytest.mark.parametrize("status", ["completed", "failed"])
+def test_a_prompt_with_no_next_rests_and_its_time_limit_no_longer_fires(tmp_path: Path, status: str) -> None:
+    (tmp_path / "main.yaml").write_text(
+        "name: main\nentry: answer\nsteps:\n  answer: {type: answer, next: greeting}\n"
+        "  greeting: {type: speak, params: {payload: Hello., voice: AWS.Polly.Joanna-Neural}}\n"
+    )
+    call = Call(FlowEngine(load_flows(tmp_path, {})))
+    call.event("call.initiated", direction="incoming")
+    call.event("call.answered")
+    assert call.state is not None and call.state.deadline is not None  # the greeting's time limit runs
+    rested = call.event("call.speak.ended", status=status)
+    assert rested.state is not None and rested.state.deadline is None and actions(rested) == []
+    late_check = call.timeout()  # a scheduled check left behind (its deletion failed) changes nothing
+    assert (late_check.kind, actions(late_check)) == (DecisionKind.IGNORED, [])

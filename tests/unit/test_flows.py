@@ -701,7 +701,8 @@ def test_the_live_media_flow_starts_transcription_and_a_stream_then_greets(engin
         "voicebus": {"flow": "live_media", "step": "greeting", "attempt": 1, "seq": 5},
         "call": "v3:unit",
     }
-    assert call.event("call.speak.ended", status="completed").kind is DecisionKind.IGNORED  # greeting has no next
+    rested = call.event("call.speak.ended", status="completed")  # the greeting has no next: the flow rests
+    assert rested.commands == () and rested.state is not None and rested.state.deadline is None
 
 
 def test_set_client_state_adds_data_to_every_later_command(tmp_path: Path) -> None:

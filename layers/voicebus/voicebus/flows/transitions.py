@@ -99,6 +99,8 @@ class Transitions:
             return ignored(f"flow {current.flow!r} no longer has a step {current.step!r}")
         event, payload = self.data.event_type, self.data.payload
         if event == TIMEOUT_EVENT:
+            if current.deadline is None:  # the step ended and the flow rests there: a check left behind
+                return ignored(f"step {current.step!r} has no time limit running")
             return self._timed_out(flow, step, current)
         match step:
             case TransferStep() if far_leg and event == "call.hangup":
@@ -136,8 +138,17 @@ class Transitions:
 
     def _follow(self, flow: Flow, step: FlowStep, current: FlowState, why: str) -> Decision:
         following = step.following()
-        if following is None:
-            return ignored(f"{why}; step {current.step!r} has no next, the flow stays there")
+        if following is None:  # the flow rests here (a greeting while the call streams): no time limit runs
+            if current.deadline is None:
+                return ignored(f"{why}; step {current.step!r} has no next, the flow stays there")
+            resting = current.model_copy(update={"deadline": None})
+            return Decision(
+                DecisionKind.ADVANCED,
+                f"{why}; step {current.step!r} has no next, the flow rests there",
+                resting,
+                call_control_id=self.call_control_id,
+                app=self.app,
+            )
         return self.enter(flow, following, current, 1, DecisionKind.ADVANCED, why)
 
     def _failed(self, flow: Flow, step: FlowStep, current: FlowState, why: str) -> Decision:
