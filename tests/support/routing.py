@@ -108,6 +108,9 @@ ALSO = {
     "call.speak.ended": {"CallControlFunction"},
     "call.playback.ended": {"CallControlFunction"},
     "call.recording.saved": {"CallControlFunction"},
+    "call.recording.error": {"CallControlFunction"},
+    "call.refer.completed": {"CallControlFunction"},
+    "call.refer.failed": {"CallControlFunction"},
     "call.hangup": {"TranscriptionFunction"},
 }
 BUS = {"Fn::If": ["CreateEventBus", {"Ref": "EventBus"}, {"Ref": "ExistingEventBusName"}]}

@@ -12,7 +12,7 @@ from importlib import metadata
 from pathlib import Path
 
 from voicebus_cli.cli_errors import FAILED, SUCCESS, USAGE, describe, quiet_broken_pipe
-from voicebus_cli.operations import Target, configure_aws, resolve_target
+from voicebus_cli.operations import Target, TargetError, configure_aws, resolve_target
 from voicebus_cli.testkey import ROOT
 
 RESIGNED_DIR = ROOT / ".voicebus" / "events" / "webhooks"
@@ -83,9 +83,25 @@ def _redrive(args: argparse.Namespace) -> int:
     from voicebus_cli.redrive import Selection, print_redrive, redrive
 
     selection = Selection(rule=args.rule, function=args.function)
-    report = redrive(_target(args), dry_run=args.dry_run, selection=selection, limit=args.max, to_bus=args.to_bus)
+    target = _target(args)
+    target.parking_queue_url = args.parking_queue_url or target.parking_queue_url
+    dead_letter_queues = list(target.queue_urls)  # where a redriven event comes back when it fails again
+    if args.parked:  # after a fix: the parked events, each with a fresh allowance of redrives
+        if not target.parking_queue_url:
+            raise TargetError("--parked needs the parking queue: --stack, --local or --parking-queue-url")
+        target.queue_urls = [target.parking_queue_url]
+    report = redrive(
+        target,
+        dry_run=args.dry_run,
+        selection=selection,
+        limit=args.max,
+        to_bus=args.to_bus,
+        max_redrives=args.max_redrives,
+        wait_seconds=args.wait,
+        watch_queue_urls=dead_letter_queues,
+    )
     print_redrive(report, args.dry_run)
-    return FAILED if report.failed else SUCCESS
+    return SUCCESS if report.succeeded else FAILED
 
 
 def _replay(args: argparse.Namespace) -> int:
@@ -109,6 +125,20 @@ def _check_flows(args: argparse.Namespace) -> int:
     from voicebus_cli.flows import check_flows
 
     return check_flows()
+
+
+def _test_flows(args: argparse.Namespace) -> int:
+    """Play every flow scenario against the flow engine in process; report branches no scenario covers."""
+    from voicebus_cli.scenarios_cli import run_test_flows
+
+    return run_test_flows(Path(args.path) if args.path else None)
+
+
+def _play(args: argparse.Namespace) -> int:
+    """Play one scenario through the running `make local` stack and print the commands Telnyx received."""
+    from voicebus_cli.play import play_local
+
+    return play_local(Path(args.scenario))
 
 
 def _command_schemas(args: argparse.Namespace) -> int:
@@ -178,6 +208,22 @@ def build_parser() -> argparse.ArgumentParser:
     redrive.add_argument("--bus", help="the event bus name, for --to-bus (instead of --stack/--local)")
     redrive.add_argument("--dry-run", action="store_true", help="list them and why they failed; change nothing")
     redrive.add_argument("--max", type=int, default=1000, help="at most this many messages per queue")
+    redrive.add_argument(
+        "--max-redrives",
+        type=int,
+        default=3,
+        help="park an event that is back after this many redrives (default: %(default)s)",
+    )
+    redrive.add_argument("--parked", action="store_true", help="redrive the parked events instead (after a fix)")
+    redrive.add_argument(
+        "--wait",
+        type=float,
+        default=0,
+        metavar="SECONDS",
+        help="then watch the dead-letter queues this long: a redriven event back there failed again (exit 1)",
+    )
+    redrive.add_argument("--parking-queue-url", help="where to park (instead of --stack/--local)")
+    redrive.add_argument("--table", help="the calls table, which counts redrives (instead of --stack/--local)")
 
     replay = command("replay", "deliver the bus's events of a time window again", _replay, uses_aws=True)
     _where(replay)
@@ -193,6 +239,11 @@ def build_parser() -> argparse.ArgumentParser:
     call.add_argument("--json", action="store_true", help="one JSON document (for jq)")
 
     command("check-flows", "validate the bundled IVR flows", _check_flows)
+    test_flows = command("test-flows", "play the flow scenarios against the flow engine, in process", _test_flows)
+    test_flows.add_argument("path", nargs="?", help="a scenario file or folder (default: the shipped scenarios)")
+    play = command("play", "play a flow scenario through the running `make local` stack", _play)
+    play.add_argument("scenario", help="the scenario file (YAML)")
+    play.add_argument("--local", action="store_true", required=True, help="through `make local` (the only target)")
     schemas = command(
         "command-schemas",
         "generate layers/voicebus/voicebus/commands/schemas.json from the OpenAPI spec",
