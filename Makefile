@@ -9,7 +9,7 @@ SAM := .tools/sam/bin/sam
 # sam and cfn-lint validate offline; a region only names the partition's rules.
 REGION := us-east-1
 
-.PHONY: setup demo local test lint typecheck validate build unit integration bench resign clean
+.PHONY: setup demo local test lint typecheck validate build unit integration bench resign clean sam-local
 
 setup:
 	@bash scripts/bootstrap.sh
@@ -22,6 +22,7 @@ local: setup
 	$(PY) -m voicebus_cli local
 
 test: setup lint typecheck validate build
+	$(PY) -m voicebus_cli test-flows
 	$(PY) -m pytest
 
 lint: setup
@@ -44,6 +45,12 @@ build: setup
 	$(PY) -m voicebus_cli.event_schemas --check
 	$(SAM) build
 	$(PY) scripts/compile_build.py .aws-sam/build
+
+# Every function in the Lambda runtime's container through `sam local invoke`, `start-lambda` and
+# `start-api` (signed curl) against moto, on x86_64 and, under qemu, arm64 (README "sam local").
+# Needs root on Debian/Ubuntu when no Docker engine runs (it installs and starts one).
+sam-local: setup
+	bash scripts/samlocal/run.sh
 
 unit: setup
 	$(PY) -m pytest tests/unit
