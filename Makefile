@@ -61,6 +61,7 @@ bench: setup
 	$(PY) bench/archive.py
 	$(PY) bench/cost.py
 	$(PY) bench/reaction.py
+	$(PY) bench/load.py
 
 # Freshly signed copies of events/webhooks/*.json in .voicebus/events/webhooks/ (valid for
 # 300 s); the committed samples are never rewritten.

@@ -53,7 +53,10 @@ def test_a_call_with_duplicates_and_late_events_ends_right(
     assert stack.wait_until_idle(timeout=60)
 
     runs = Counter((i.function, i.event["detail"]["data"]["id"]) for i in invocations if i.error is None)
-    assert [i for i in invocations if i.error] == []
+    # Runs are concurrent, as on Lambda: a duplicate that meets its original still running is refused
+    # by the idempotency layer (and retried); nothing else fails.
+    racing = "IdempotencyAlreadyInProgressError"
+    assert [i for i in invocations if i.error and not i.error.startswith(racing)] == []
     # Every delivery ran once on each function its rules target (the template says which).
     assert sum(runs.values()) == sum(len(targets(as_bus_event(webhook))) for webhook in deliveries)
     assert runs[("CallControlFunction", webhooks[1]["data"]["id"])] == 2

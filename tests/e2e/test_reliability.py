@@ -15,6 +15,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from types import ModuleType
 from typing import Any
 
 import boto3
@@ -44,11 +45,16 @@ pytestmark = pytest.mark.integration
 
 
 def use_ingress(stack: LocalStack, client: Any, clock: Callable[[], float] = time.time) -> None:
-    """Rebuild the running ingress from its own settings, with `client` for puts and `clock` for the window."""
+    """Rebuild the ingress in every execution environment (and each later cold start) from its own
+    settings, with `client` for puts and `clock` for the window."""
     function = stack.functions["IngressFunction"]
-    module = function.module
     settings = IngressSettings.from_env(function.env)
-    module.__dict__["ingress"] = WebhookIngress.from_settings(settings, client, module.logger, module.metrics, clock)
+
+    def rebuild(module: ModuleType) -> None:
+        ingress = WebhookIngress.from_settings(settings, client, module.logger, module.metrics, clock)
+        module.__dict__["ingress"] = ingress
+
+    function.on_init(rebuild)
 
 
 class Clock:
@@ -274,7 +280,10 @@ def test_a_replayed_request_is_deduplicated_within_the_window_and_refused_after(
     row.rejected[late_answer.get("error", "?")] += 1
     row.duplicated += sum(count - 1 for count in processed.values() if count > 1)
     assert statuses == [200, 200, 200]
-    assert [run.error for run in stack.ledger.runs if run.error] == []
+    # Concurrent runs, as on Lambda: a copy that meets another still running is refused by the
+    # idempotency layer (and retried); nothing else fails.
+    racing = "IdempotencyAlreadyInProgressError"
+    assert [run.error for run in stack.ledger.runs if run.error and not run.error.startswith(racing)] == []
     # Three puts reached each target; the first was processed, the idempotency layer answered the rest.
     assert processed == expected
     assert stack.ledger.short_circuited() == Counter({key: 2 for key in expected})

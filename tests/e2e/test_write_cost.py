@@ -57,9 +57,10 @@ def test_an_in_order_event_is_one_write_on_the_call_state(cost: DemoCallCost) ->
     media = [charge for charge in cost.meter.charges if charge.caller == "MediaFunction"]
     # speak.ended (in order): timeline put + one state update; speak.started (late): timeline put + one
     # refused update (the item as it stands came back with the refusal, so nothing else was tried).
-    assert [(charge.operation, charge.succeeded) for charge in media] == [
+    # The two events may run at the same time (as on Lambda), so their writes interleave.
+    assert sorted((charge.operation, charge.succeeded) for charge in media) == [
         ("PutItem", True),
-        ("UpdateItem", True),
         ("PutItem", True),
         ("UpdateItem", False),
+        ("UpdateItem", True),
     ]

@@ -1,9 +1,12 @@
 """Running a function's handler in this process, with its environment from the template.
 
-Each function module is imported under its own name (they are all `app.py`),
-with its environment in place, as Lambda would at cold start; every invocation
-runs with that environment again. A function may watch a folder of data files
-(the call-control function its `flows/`): when one changes, the module is imported
+A `LoadedFunction` is one execution environment: the function's module imported
+under a name of its own (they are all `app.py`), with its environment in place, as
+Lambda's init does; it runs one event at a time, each with that environment again.
+The environment is the thread's own (`isolation`): os.environ as the
+function sees it, never changed for other threads, so environments of different
+functions run side by side. A function may watch a folder of data files (the
+call-control function its `flows/`): when one changes, the module is imported
 again before the next invocation, a new cold start; when that import fails, the
 previous module keeps serving and the failure is reported.
 """
@@ -13,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib.util
-import os
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -23,13 +25,12 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, TextIO
 
+from voicebus_cli.local.isolation import Overlay, thread_environment, thread_stdout
 from voicebus_cli.testkey import ROOT
 
 Handler = Callable[[dict[str, Any], Any], Any]
 # (function name, the import error or None): told after each re-import of a watched function.
 ReloadCallback = Callable[[str, Exception | None], None]
-# os.environ is process-wide: one invocation at a time, like one Lambda container.
-_ENV_LOCK = threading.RLock()
 
 
 @dataclass
@@ -42,7 +43,9 @@ class LocalContext:
     function_version: str = "$LATEST"
     log_group_name: str = "local"
     log_stream_name: str = "local"
-    timeout_ms: int = 10_000
+    # Lambda's longest timeout (the recording function's): what it has left bounds its downloads,
+    # and a slow cold import of the telnyx SDK on a loaded machine must not eat a shorter made-up one.
+    timeout_ms: int = 900_000
 
     @property
     def invoked_function_arn(self) -> str:
@@ -54,18 +57,9 @@ class LocalContext:
 
 @contextmanager
 def environment(variables: Mapping[str, str]) -> Iterator[None]:
-    """Set `variables` in os.environ for the duration, then restore what was there."""
-    with _ENV_LOCK:
-        saved = {name: os.environ.get(name) for name in variables}
-        os.environ.update(variables)
-        try:
-            yield
-        finally:
-            for name, value in saved.items():
-                if value is None:
-                    os.environ.pop(name, None)
-                else:
-                    os.environ[name] = value
+    """`variables` in os.environ for this thread for the duration; other threads never see them."""
+    with thread_environment({**variables}):
+        yield
 
 
 class LoadedFunction:
@@ -85,6 +79,10 @@ class LoadedFunction:
         # Lambda sets this; Powertools idempotency keys records by it, so two functions that
         # consume the same event (same data.id) keep separate records.
         self.env = {"AWS_LAMBDA_FUNCTION_NAME": name, **env}
+        # os.environ as this environment's code sees it: what it writes there stays in this environment.
+        self._environ: Overlay = {**self.env}
+        # At most one event at a time in an execution environment (and no re-import during one).
+        self._lock = threading.RLock()
         module_name, _, self._attribute = handler.rpartition(".")
         self.path = ROOT / code_uri / f"{module_name.replace('.', '/')}.py"
         # Where the function's logs and metrics go (CloudWatch, in AWS); stdout unless told otherwise.
@@ -99,7 +97,7 @@ class LoadedFunction:
         if spec is None or spec.loader is None:
             raise ImportError(f"cannot load {self.path}")
         module = importlib.util.module_from_spec(spec)
-        with environment(self.env), self._output():
+        with thread_environment(self._environ), self._output():
             spec.loader.exec_module(module)
         handler: Handler = getattr(module, self._attribute)
         return module, handler
@@ -111,7 +109,7 @@ class LoadedFunction:
         """
         if self._watch is None:
             return False
-        with _ENV_LOCK:
+        with self._lock:
             current = fingerprint(self._watch)
             if current == self._fingerprint:
                 return False
@@ -127,12 +125,13 @@ class LoadedFunction:
         return True
 
     def invoke(self, event: dict[str, Any]) -> Any:
-        self.refresh()
-        with environment(self.env), self._output():
-            return self._handler(event, LocalContext(function_name=self.name))
+        with self._lock:
+            self.refresh()
+            with thread_environment(self._environ), self._output():
+                return self._handler(event, LocalContext(function_name=self.name))
 
     def _output(self) -> contextlib.AbstractContextManager[Any]:
-        return contextlib.redirect_stdout(self._stdout) if self._stdout else contextlib.nullcontext()
+        return thread_stdout(self._stdout) if self._stdout else contextlib.nullcontext()
 
 
 def fingerprint(directory: Path) -> str:

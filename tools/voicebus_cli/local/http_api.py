@@ -1,4 +1,9 @@
-"""The HTTP API route served on 127.0.0.1 by the ingress handler, as API Gateway would call it."""
+"""The HTTP API route served on 127.0.0.1 by the ingress handler, as API Gateway would call it.
+
+Requests are served side by side, each handed to the function (its pool of execution
+environments), as API Gateway invokes Lambda. Headers reach the event as payload 2.0
+has them: names in lower case, a header sent twice joined with commas.
+"""
 
 from __future__ import annotations
 
@@ -9,14 +14,28 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Protocol
 
-from voicebus_cli.local.functions import LoadedFunction
 from voicebus_cli.webhooks import api_gateway_event
 
 # API Gateway HTTP APIs refuse payloads over 10 MB before Lambda sees them.
 MAX_REQUEST_BYTES = 10 * 1024 * 1024
+
+
+class Invocable(Protocol):
+    """A function as the API calls it: one environment (`LoadedFunction`) or a pool (`FunctionPool`)."""
+
+    def invoke(self, event: dict[str, Any]) -> Any: ...
+
+
+def joined_headers(headers: Message) -> dict[str, str]:
+    """Payload 2.0's headers: lower-case names, the values of a repeated header joined with commas."""
+    joined: dict[str, list[str]] = {}
+    for name, value in headers.items():
+        joined.setdefault(name.lower(), []).append(value)
+    return {name: ",".join(values) for name, values in joined.items()}
 
 
 @dataclass(frozen=True)
@@ -31,11 +50,16 @@ class Exchange:
     at: float
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128  # Telnyx's bursts: many senders connect at once
+
+
 class LocalHttpApi:
-    """Turns HTTP requests into payload 2.0 events for one function, one at a time."""
+    """Turns HTTP requests into payload 2.0 events for one function, many at a time."""
 
     def __init__(
-        self, function: LoadedFunction, port: int = 0, on_exchange: Callable[[Exchange], None] | None = None
+        self, function: Invocable, port: int = 0, on_exchange: Callable[[Exchange], None] | None = None
     ) -> None:
         self.function = function
         self.on_exchange = on_exchange
@@ -50,9 +74,8 @@ class LocalHttpApi:
             def log_message(self, format: str, *args: Any) -> None:
                 """Quiet: the functions log for themselves."""
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), RequestHandler)
+        self._server = _Server(("127.0.0.1", port), RequestHandler)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._lock = threading.Lock()
 
     @property
     def url(self) -> str:
@@ -82,11 +105,10 @@ class LocalHttpApi:
         except UnicodeDecodeError:
             is_text = False
         event = api_gateway_event(
-            body, dict(request.headers.items()), base64_body=not is_text, method=request.command, path=path
+            body, joined_headers(request.headers), base64_body=not is_text, method=request.command, path=path
         )
         try:
-            with self._lock:
-                result = self.function.invoke(event)
+            result = self.function.invoke(event)
             payload = result.get("body") or ""
             raw = base64.b64decode(payload) if result.get("isBase64Encoded") else payload.encode("utf-8")
             status, headers = int(result.get("statusCode", 502)), result.get("headers") or {}

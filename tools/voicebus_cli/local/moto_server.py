@@ -23,18 +23,20 @@ class MotoServerError(RuntimeError):
     """moto server did not start."""
 
 
-def free_port() -> int:
+def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
+        sock.bind((host, 0))
         return int(sock.getsockname()[1])
 
 
 class MotoServer:
     """Starts `moto_server` on a free loopback port and stops it on exit."""
 
-    def __init__(self, port: int | None = None) -> None:
-        self.port = port or free_port()
-        self.endpoint_url = f"http://127.0.0.1:{self.port}"
+    def __init__(self, port: int | None = None, *, host: str = "127.0.0.1") -> None:
+        """`host` other than loopback only for containers (`sam local`) that reach it at docker0's address."""
+        self.host = host
+        self.port = port or free_port(host)
+        self.endpoint_url = f"http://{host}:{self.port}"
         self._process: subprocess.Popen[bytes] | None = None
 
     def environment(self) -> dict[str, str]:
@@ -48,7 +50,8 @@ class MotoServer:
         # Its own session: Ctrl-C in the terminal reaches the parent only, which stops
         # its workers first and then this server (stop()), instead of AWS vanishing under them.
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            # moto's own server, with DynamoDB's item operations made atomic (see atomic_moto).
+            [sys.executable, "-m", "voicebus_cli.local.atomic_moto", "-H", self.host, "-p", str(self.port)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             env=env,
@@ -65,6 +68,20 @@ class MotoServer:
                 time.sleep(0.1)
         self.stop()
         raise MotoServerError(f"moto_server did not answer on {self.endpoint_url} within {timeout} s")
+
+    @property
+    def alive(self) -> bool:
+        """The server process is running (it may still be frozen)."""
+        return self._process is not None and self._process.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
+    def restart(self) -> MotoServer:
+        """A new, empty moto on the same port (so every endpoint URL and queue URL stays valid)."""
+        self.stop()
+        return self.start()
 
     def stop(self) -> None:
         if self._process and self._process.poll() is None:

@@ -18,6 +18,8 @@ import boto3
 
 from voicebus_cli.local.template import ACCOUNT_ID, Stack, TemplateError
 
+RULE_QUEUE_VISIBILITY_SECONDS = 30
+
 
 @dataclass(frozen=True)
 class LocalFunction:
@@ -155,7 +157,17 @@ def _no_local_counterpart(stack: Stack, logical: str, props: dict[str, Any]) -> 
     stack.attributes[logical] = {"Arn": f"arn:aws:local:{stack.region}:{ACCOUNT_ID}:{logical}"}
 
 
+def _schedule_group(stack: Stack, logical: str, props: dict[str, Any]) -> None:
+    """The IVR's step-timeout schedule group: moto keeps schedules (voicebus.flows.timeouts.fire_due runs them)."""
+    props = stack.resolve(props)
+    name = str(props.get("Name") or f"{stack.name}-{logical}")
+    arn = boto3.client("scheduler").create_schedule_group(Name=name)["ScheduleGroupArn"]
+    stack.physical[logical] = name
+    stack.attributes[logical] = {"Arn": arn}
+
+
 PROVISIONERS: dict[str, Callable[[Stack, str, dict[str, Any]], None]] = {
+    "AWS::Scheduler::ScheduleGroup": _schedule_group,
     "AWS::Events::EventBus": _bus,
     "AWS::DynamoDB::Table": _table,
     "AWS::S3::Bucket": _bucket,
@@ -192,11 +204,20 @@ def provision(stack: Stack) -> ProvisionedStack:
     return provisioned
 
 
+UNSET_WHEN_EMPTY = frozenset({"AWS_ENDPOINT_URL", "TELNYX_BASE_URL"})
+"""Variables template.yaml declares empty so that `sam local --env-vars` may set them."""
+LOCAL_VALUES = {"RECORDING_HTTP_HOSTS": "127.0.0.1"}
+"""Set here where template.yaml declares them empty: the local recording storage serves plain http on 127.0.0.1."""
+
+
 def function_environment(stack: Stack, props: dict[str, Any]) -> dict[str, str]:
     """Globals' variables overlaid with the function's own, resolved to local names."""
     global_vars = stack.template.get("Globals", {}).get("Function", {}).get("Environment", {}).get("Variables", {})
     own_vars = props.get("Environment", {}).get("Variables", {})
-    return {name: str(stack.resolve(value)) for name, value in {**global_vars, **own_vars}.items()}
+    resolved = {name: str(stack.resolve(value)) for name, value in {**global_vars, **own_vars}.items()}
+    resolved.update({name: value for name, value in LOCAL_VALUES.items() if resolved.get(name) == ""})
+    # Declared empty for `sam local --env-vars` only: empty means unset, and must not hide the local endpoints.
+    return {name: value for name, value in resolved.items() if value or name not in UNSET_WHEN_EMPTY}
 
 
 def _function(stack: Stack, logical: str, props: dict[str, Any]) -> LocalFunction:
@@ -224,7 +245,10 @@ def route_to_queue(bus_name: str, rule_name: str, pattern: dict[str, Any]) -> st
     """A rule on `bus_name` with `pattern`, delivering to a new SQS queue; returns its URL."""
     sqs = boto3.client("sqs")
     events = boto3.client("events")
-    queue_url = sqs.create_queue(QueueName=rule_name)["QueueUrl"]
+    # A message stays invisible while its worker holds it (runs, retries, waits for AWS to take a
+    # dead letter): the worker renews this before it runs out, and deletes the message once settled.
+    visibility = str(RULE_QUEUE_VISIBILITY_SECONDS)
+    queue_url = sqs.create_queue(QueueName=rule_name, Attributes={"VisibilityTimeout": visibility})["QueueUrl"]
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     events.put_rule(Name=rule_name, EventBusName=bus_name, EventPattern=json.dumps(pattern))
     events.put_targets(Rule=rule_name, EventBusName=bus_name, Targets=[{"Id": "local-worker", "Arn": queue_arn}])

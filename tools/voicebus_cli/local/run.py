@@ -18,6 +18,7 @@ from types import FrameType
 from typing import Any
 
 from voicebus_cli.local.journal import Journal
+from voicebus_cli.local.run_log import RunLog
 from voicebus_cli.local.settings import LocalSettings, LocalSettingsError
 from voicebus_cli.local.stack import LocalStack
 from voicebus_cli.local.storage import StorageServer
@@ -25,6 +26,7 @@ from voicebus_cli.testkey import ROOT, TEST_KEY_FILE
 
 BUS_RECORD_NAME = "local-bus.jsonl"
 FUNCTION_LOG_NAME = "local-functions.log"
+RUN_LOG_NAME = "local-runs.jsonl"
 
 
 def _shown(path: Path) -> str:
@@ -43,6 +45,7 @@ def local_state(stack: LocalStack, storage: StorageServer, settings: LocalSettin
         "ArchiveBucketName": stack.ref("ArchiveBucket"),
         "EventDeadLetterQueueUrl": stack.ref("EventDeadLetterQueue"),
         "FailedInvocationQueueUrl": stack.ref("FailedInvocationQueue"),
+        "ParkedEventQueueUrl": stack.ref("ParkedEventQueue"),
         "TelnyxApiUrl": stack.telnyx_api.base_url if stack.telnyx_api else settings.base_url,
         "TelnyxApi": "stand-in" if stack.telnyx_api else "real",
         "RecordingStorageUrl": storage.base_url,
@@ -50,6 +53,7 @@ def local_state(stack: LocalStack, storage: StorageServer, settings: LocalSettin
         "FunctionArns": stack.function_arns(),
         "BusRecordFile": str(stack.bus_record_file),
         "FunctionLogFile": str(settings.state_dir / FUNCTION_LOG_NAME),
+        "RunLogFile": str(settings.state_dir / RUN_LOG_NAME),
     }
 
 
@@ -87,6 +91,7 @@ Send a signed webhook (any JSON body, as Telnyx would sign it):
   names and URLs      {_shown(state_path)}
   bus record          {_shown(stack.bus_record_file)} (every event on the bus, one JSON line each)
   function logs       {_shown(settings.state_dir / FUNCTION_LOG_NAME)}
+  function runs       {_shown(settings.state_dir / RUN_LOG_NAME)} (one JSON line per run)
 {sign_hint}
 Then:
   .venv/bin/voicebus call <call_control_id> --local
@@ -115,11 +120,13 @@ def run_local() -> int:
     bus_record = settings.state_dir / BUS_RECORD_NAME
     bus_record.unlink(missing_ok=True)  # the record of this stack only: its names die with it
     journal = Journal(live=sys.stdout)
+    run_log = RunLog(settings.state_dir / RUN_LOG_NAME).open()
     with (
         (settings.state_dir / FUNCTION_LOG_NAME).open("w", encoding="utf-8") as function_log,
         StorageServer() as storage,
         LocalStack(
             journal=journal,
+            on_invocation=run_log.write,
             function_output=function_log,
             public_key_b64=settings.public_key_b64,
             telnyx_api_key=settings.api_key,
@@ -134,5 +141,6 @@ def run_local() -> int:
         stop.wait()
         print("stopping the local stack ...", end="", flush=True)
     state_path.unlink(missing_ok=True)
+    run_log.close()
     print(" stopped", flush=True)
     return 0

@@ -1,12 +1,16 @@
 """The whole bundle on one machine: moto as AWS, the HTTP API on 127.0.0.1, workers for every rule.
 
-Everything comes from template.yaml: resources, each function's environment,
-the rules and their patterns, retry counts, failure destinations and rule
-dead-letter queues. Commands go to the Telnyx stand-in unless a real API key is given.
+Everything comes from template.yaml: resources, each function's environment and
+concurrency limit, the rules and their patterns, retry counts, failure destinations
+and rule dead-letter queues. Commands go to the Telnyx stand-in unless a real API key
+is given. Each function runs in a pool of execution environments of its own
+(`environments`), so the HTTP API never waits behind a consumer. When moto loses its
+state, the stack provisions again and delivers what was not processed (`recovery`).
 """
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import uuid
@@ -17,15 +21,18 @@ from types import TracebackType
 from typing import Any, Literal, TextIO
 
 import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
 
 from voicebus_cli.local import command_probe
-from voicebus_cli.local.bus_record import BusRecorder
+from voicebus_cli.local.bus_record import EVERY_EVENT, BusRecorder
 from voicebus_cli.local.dead_letters import RuleTarget, function_arn
-from voicebus_cli.local.functions import LoadedFunction
+from voicebus_cli.local.environments import FunctionPool, SharedConcurrency
 from voicebus_cli.local.http_api import LocalHttpApi
 from voicebus_cli.local.journal import Journal
 from voicebus_cli.local.moto_server import MotoServer
 from voicebus_cli.local.provision import ProvisionedStack, provision, route_to_queue
+from voicebus_cli.local.recovery import PutLog, Route, undelivered
 from voicebus_cli.local.telnyx_api import TelnyxApiStandIn
 from voicebus_cli.local.template import ACCOUNT_ID, Stack, load_template
 from voicebus_cli.local.workers import (
@@ -43,6 +50,17 @@ from voicebus_cli.testkey import ROOT, load_test_key
 LOCAL_SECRET_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:voicebus-local-telnyx-api-key-AbCdEf"  # noqa: S105
 # A function whose code folder has this subfolder re-imports itself when a file in it changes.
 WATCHED_FOLDER = "flows"
+# What functions without ReservedConcurrentExecutions share between them (AWS: the account's
+# unreserved concurrency, 1,000 by default; here what one moto on a small machine keeps up with).
+UNRESERVED_CONCURRENCY = 4
+# The most execution environments of any one function here, the ingress's reservation (100) included:
+# environments are threads of one process talking to one moto, so more of them only queue inside moto
+# (where the ingress's bounded put then times out) instead of in front of the function.
+MAX_LOCAL_CONCURRENCY = 8
+# How often the stack looks whether moto is still there with its state.
+AWS_WATCH_SECONDS = 1.0
+_NO_QUEUE = frozenset({"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"})
+_PROBE_CONFIG = Config(connect_timeout=1, read_timeout=3, retries={"max_attempts": 1})
 
 
 @dataclass
@@ -73,7 +91,16 @@ class LocalStack:
     provisioned: ProvisionedStack | None = None
     api: LocalHttpApi | None = None
     recorder: BusRecorder | None = None
-    functions: dict[str, LoadedFunction] = field(default_factory=dict)
+    # Logical id -> the function's execution environments (limit: ReservedConcurrentExecutions, else
+    # drawn from `unreserved_concurrency`, shared by every function without a reservation).
+    functions: dict[str, FunctionPool] = field(default_factory=dict)
+    unreserved_concurrency: int = UNRESERVED_CONCURRENCY
+    max_concurrency: int = MAX_LOCAL_CONCURRENCY
+    # Every event put on the bus from this process, and every rule's route: what a recovery delivers again.
+    put_log: PutLog = field(default_factory=PutLog)
+    routes: dict[str, Route] = field(default_factory=dict)
+    recoveries: int = 0
+    redelivered: int = 0
     workers: list[RuleWorker] = field(default_factory=list)
     # "<FunctionLogicalId>/<EventName>" -> the rule and its dead-letter paths.
     targets: dict[str, RuleTarget] = field(default_factory=dict)
@@ -84,6 +111,8 @@ class LocalStack:
     _stop_listening: Callable[[], None] | None = None
     _watching: threading.Event = field(default_factory=threading.Event)
     _watcher: threading.Thread | None = None
+    _aws_watcher: threading.Thread | None = None
+    _extra_routes: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
 
     def start(self, environ: MutableMapping[str, str]) -> LocalStack:
         """Start moto (unless given one), provision, load the functions, serve and poll.
@@ -94,30 +123,38 @@ class LocalStack:
             self.moto = MotoServer().start()
             self._owns_moto = True
         environ.update(self.moto.environment())
+        self.put_log.open()
         self.provisioned = provision(Stack(load_template(), self.name, parameters=self._parameters()))
+        self._mark_state()
         telnyx_env = self._telnyx_env()
         if self.journal is not None:
             self._stop_listening = command_probe.listen(self.journal.command)
         if self.bus_record_file is not None:
+            self._extra_routes.append((self.ref("EventBus"), f"{self.name}-bus-record", EVERY_EVENT))
             self.recorder = BusRecorder(
                 self.ref("EventBus"),
                 f"{self.name}-bus-record",
                 self.bus_record_file,
                 on_event=self.journal.bus_event if self.journal else lambda event: None,
             ).start()
+        unreserved = SharedConcurrency(self.unreserved_concurrency)
         for logical, function in self.provisioned.functions.items():
             env = {**function.environment, **telnyx_env, **self.function_env}
             code = self.code_dirs.get(logical, ROOT / function.code_uri)
             watch = code / WATCHED_FOLDER
-            self.functions[logical] = LoadedFunction(
+            reserved = self._reserved_concurrency(logical)
+            self.functions[logical] = FunctionPool(
                 logical,
                 code,
                 function.handler,
                 env,
+                min(reserved, self.max_concurrency) if reserved else unreserved.limit,
                 stdout=self.function_output,
                 watch=watch if watch.is_dir() else None,
                 on_reload=self.journal.reload if self.journal else None,
+                shared=None if reserved else unreserved,
             )
+            self.functions[logical].warm()  # a function that cannot start says so now
         self.api = LocalHttpApi(
             self.functions["IngressFunction"],
             port=self.api_port,
@@ -128,7 +165,16 @@ class LocalStack:
                 self._add_worker(logical, event_name, queue_url)
         self._watcher = threading.Thread(target=self._watch_code, daemon=True, name="code-watcher")
         self._watcher.start()
+        self._aws_watcher = threading.Thread(target=self._watch_aws, daemon=True, name="aws-watcher")
+        self._aws_watcher.start()
         return self
+
+    def _reserved_concurrency(self, logical: str) -> int:
+        """ReservedConcurrentExecutions from the template (0 when it sets none)."""
+        assert self.provisioned is not None
+        stack = self.provisioned.stack
+        reserved = stack.resolve(stack.resources[logical].get("Properties", {}).get("ReservedConcurrentExecutions"))
+        return max(0, int(reserved)) if isinstance(reserved, int | str) else 0
 
     def _parameters(self) -> dict[str, str]:
         return {
@@ -152,14 +198,21 @@ class LocalStack:
         and the template's EventDeadLetterQueue as the rule's dead-letter queue."""
         rule_name = f"{self.name}-{function}-{event_name}"[:64]
         queue_url = route_to_queue(self.ref("EventBus"), rule_name, pattern)
+        self._extra_routes.append((self.ref("EventBus"), rule_name, pattern))
         dead_letters = self.ref("EventDeadLetterQueue")
-        return self._add_worker(function, event_name, queue_url, dead_letters)
+        return self._add_worker(function, event_name, queue_url, dead_letters, pattern)
 
     def _add_worker(
-        self, logical: str, event_name: str, queue_url: str, dead_letter_url: str | None = None
+        self,
+        logical: str,
+        event_name: str,
+        queue_url: str,
+        dead_letter_url: str | None = None,
+        pattern: dict[str, Any] | None = None,
     ) -> RuleTarget:
         target = self._target(logical, event_name, queue_url, dead_letter_url)
         self.targets[target.key] = target
+        self.routes[target.key] = self._route(logical, event_name, pattern)
         callbacks = WorkerCallbacks(self._on_invocation, self._on_dead_letter, self._on_fault)
         self.workers.append(RuleWorker(self.functions[logical], target, queue_url, callbacks).start())
         return target
@@ -189,6 +242,15 @@ class LocalStack:
             failure_queue_url=self._queue_url(stack.resolve(destination)) if destination is not None else None,
             dead_letter_queue_url=dead_letter_url,
         )
+
+    def _route(self, logical: str, event_name: str, pattern: dict[str, Any] | None) -> Route:
+        if pattern is not None:  # add_rule's: on the stack's bus
+            return Route(logical, self.ref("EventBus"), pattern)
+        assert self.provisioned is not None
+        stack = self.provisioned.stack
+        event = stack.resources[logical].get("Properties", {}).get("Events", {}).get(event_name, {})
+        rule = stack.resolve(event.get("Properties", {}))
+        return Route(logical, str(rule.get("EventBusName", "default")), rule["Pattern"])
 
     def _queue_url(self, arn: Any) -> str | None:
         assert self.provisioned is not None
@@ -232,6 +294,64 @@ class LocalStack:
             self.function_output.flush()
         if self.journal is not None:
             self.journal.fault(fault)
+
+    def _watch_aws(self) -> None:
+        """Restart a moto that died (if this stack started it); provision again when moto lost its state."""
+        while not self._watching.wait(AWS_WATCH_SECONDS):
+            try:
+                boto3.client("sqs", config=_PROBE_CONFIG).get_queue_url(QueueName=self._marker)
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") in _NO_QUEUE:
+                    self._guarded(self.recover)
+            except Exception:  # moto away (killed, frozen, restarting): restart it if it died
+                if self._owns_moto and self.moto is not None and not self.moto.alive:
+                    self._guarded(self.moto.restart)
+                    if self.journal is not None:
+                        self.journal.add("AWS", f"moto had stopped: restarted at {self.moto.endpoint_url}")
+
+    @property
+    def _marker(self) -> str:
+        return f"{self.name}-local-state"
+
+    def _mark_state(self) -> None:
+        """A queue nothing else touches: gone means moto lost everything (a table a test deletes is not that)."""
+        boto3.client("sqs").create_queue(QueueName=self._marker)
+
+    def _guarded(self, step: Callable[[], Any]) -> None:
+        try:
+            step()
+        except Exception as exc:  # tried again on the next look
+            if self.journal is not None:
+                self.journal.add("AWS", f"recovery step failed, will retry: {type(exc).__name__}: {exc}")
+
+    def recover(self) -> int:
+        """Provision the template again (same names), then deliver again what no function has processed.
+
+        Returns how many deliveries were made again. See `recovery` for what cannot come back.
+        """
+        assert self.provisioned is not None
+        stack = self.provisioned.stack
+        if "EventBus" not in stack.physical:  # ExistingEventBusName: the named bus went with moto too
+            for bus in {route.bus for route in self.routes.values()} - {"default"}:
+                boto3.client("events").create_event_bus(Name=bus)
+        self.provisioned = provision(Stack(load_template(), self.name, parameters=self._parameters()))
+        for bus, rule_name, pattern in self._extra_routes:
+            route_to_queue(bus, rule_name, pattern)
+        self._mark_state()
+        ready = time.time()
+        done = set(self.ledger.processed())
+        for worker in self.workers:
+            done |= {(worker.target.function, key) for key in worker.in_flight()}
+        queues = {worker.target.key: worker.queue_url for worker in self.workers}
+        sqs = boto3.client("sqs")
+        again = undelivered(self.put_log.entries(before=ready), self.routes, done, stack.region)
+        for route_key, event in again:
+            sqs.send_message(QueueUrl=queues[route_key], MessageBody=json.dumps(event))
+        self.recoveries += 1
+        self.redelivered += len(again)
+        if self.journal is not None:
+            self.journal.add("AWS", f"moto had lost its state: provisioned again, {len(again)} deliveries made again")
+        return len(again)
 
     def _watch_code(self) -> None:
         """Re-import changed functions between events too, so a broken flow file shows up when saved."""
@@ -287,6 +407,9 @@ class LocalStack:
             worker.stop()
         if self._watcher is not None:
             self._watcher.join(timeout=5)
+        if self._aws_watcher is not None:
+            self._aws_watcher.join(timeout=5)
+        self.put_log.close()
         if self.recorder is not None:
             self.recorder.stop()
         if self.api is not None:

@@ -43,6 +43,8 @@ SPEC_PATH = Path(__file__).resolve().parent / "telnyx-voice-openapi.json"
 DEFAULT_API_KEY = "KEY_voicebus_stand_in"
 _SPEC_URI = "urn:voicebus:telnyx-voice-openapi"
 _METHODS = ("get", "put", "post", "delete", "patch")
+INSPECT_PATH = "/_voicebus/requests"
+"""Not a Telnyx path: GET lists the requests received (for `voicebus play`, which runs in another process)."""
 _ACTION_PATH = re.compile(r"/calls/\{call_control_id\}/actions/(?P<action>[a-z_]+)$")
 _RANGE_KEYWORDS = frozenset(
     {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "minLength", "maxLength", "minItems", "maxItems"}
@@ -366,8 +368,11 @@ class _Handler(BaseHTTPRequestHandler):
 class TelnyxApiStandIn:
     """The Telnyx API on 127.0.0.1 for one test (or a session): `with TelnyxApiStandIn() as api: api.base_url`."""
 
-    def __init__(self, *, api_key: str = DEFAULT_API_KEY, spec: OpenApiSpec | None = None) -> None:
+    def __init__(
+        self, *, api_key: str = DEFAULT_API_KEY, spec: OpenApiSpec | None = None, host: str = "127.0.0.1"
+    ) -> None:
         self.api_key = api_key
+        self.host = host  # other than loopback only for containers (`sam local`) that reach it at docker0's address
         self.spec = spec or load_spec()
         self._lock = threading.Lock()
         self._faults: deque[Fault] = deque()
@@ -388,10 +393,10 @@ class TelnyxApiStandIn:
     @property
     def base_url(self) -> str:
         """What to give the SDK as base_url (or TELNYX_BASE_URL)."""
-        return f"http://127.0.0.1:{self.port}{self.spec.prefix}"
+        return f"http://{self.host}:{self.port}{self.spec.prefix}"
 
     def start(self) -> TelnyxApiStandIn:
-        self._server = _Server(("127.0.0.1", 0), self)
+        self._server = _Server((self.host, 0), self)
         self._thread = threading.Thread(target=self._server.serve_forever, name="telnyx-stand-in", daemon=True)
         self._thread.start()
         return self
@@ -480,6 +485,11 @@ class TelnyxApiStandIn:
             self._faults.clear()
             self._recordings.clear()
 
+    def _inspection(self) -> list[JsonBody]:
+        """What INSPECT_PATH answers: each request as received, oldest first."""
+        fields = ("method", "path", "status", "call_control_id", "action", "body")
+        return [{name: getattr(request, name) for name in fields} for request in self.requests()]
+
     # -- handling one request
 
     def _handle(self, handler: _Handler) -> None:
@@ -488,6 +498,9 @@ class TelnyxApiStandIn:
         raw = handler.read_body()
         headers = {name.lower(): value for name, value in handler.headers.items()}
         body = _parse_json(raw)
+        if method == "GET" and path == INSPECT_PATH:
+            handler.answer(200, {"data": self._inspection()})
+            return
         routed = self.spec.route(path)
         operation = routed[0].operations.get(method) if routed else None
         params = routed[1] if routed else {}
