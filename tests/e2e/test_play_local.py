@@ -64,3 +64,26 @@ def test_a_scenario_plays_through_the_local_stack(tmp_path: Path) -> None:
     assert "MISMATCH (- expected, + received)" in refused.stdout
     assert '-transfer {"to":"+15559999999"}' in refused.stdout
     assert '+transfer {"to":"+15550100100"}' in refused.stdout
+
+
+def test_scenarios_with_step_time_limits_play_through_the_local_stack(tmp_path: Path) -> None:
+    state_file = tmp_path / "state" / "local.json"
+    run = LocalRun(state_file, {})
+    try:
+        run.wait_for(READY)
+        # No waiting out the limits: play fires each call's pending schedule in the stack's moto now.
+        sales = play(SCENARIOS_DIR / "main_sales_timeout.yaml", state_file)
+        answer = play(SCENARIOS_DIR / "main_answer_timeout.yaml", state_file)
+        run.ctrl_c()
+    finally:
+        run.kill()
+    assert sales.returncode == 0, sales.stdout + sales.stderr
+    out = sales.stdout
+    assert "  4 the step's time limit (its scheduled check fires) -> fired" in out
+    assert "  5 the step's time limit (its scheduled check fires) -> fired" in out
+    assert "Telnyx received speak" in out  # sales unavailable, then the apology
+    assert "play: 6 webhooks, 6 commands, as expected" in out
+
+    assert answer.returncode == 0, answer.stdout + answer.stderr
+    assert "Telnyx received hangup {}" in answer.stdout
+    assert "play: 3 webhooks, 2 commands, as expected" in answer.stdout

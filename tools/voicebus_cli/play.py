@@ -7,6 +7,11 @@ nobody builds base64 client_state by hand. After each webhook, play waits until 
 commands it expects have reached the stand-in and nothing more arrives for a moment,
 then prints what Telnyx received and, on a mismatch, a diff.
 
+A `timeout: true` event does not wait out the step's time limit: once the stack has
+settled (its rule queues empty), play fires the call's pending schedule in the stack's
+moto now (`voicebus_cli.local.schedules.fire_call_now`) and delivers its event as the
+stack's own Scheduler loop would, onto the call-control function's schedule queue.
+
 The stack must use the test key and the Telnyx stand-in (plain `make local`): play
 signs as Telnyx with the test key, and reads the stand-in's requests.
 """
@@ -22,17 +27,22 @@ import urllib.request
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
-from typing import Any, Protocol, TextIO
+from typing import Any, Protocol, TextIO, runtime_checkable
+
+import boto3
 
 from voicebus.flows.envelope import unwrap
 from voicebus.ingress.signature import sign
 from voicebus_cli.cli_errors import CliError
 from voicebus_cli.demo import post
+from voicebus_cli.local.schedules import ScheduleDelivery, ScheduleTargetError, fire_call_now
 from voicebus_cli.local.telnyx_api import INSPECT_PATH
 from voicebus_cli.operations import load_local_state
 from voicebus_cli.scenario_call import ScenarioCall
 from voicebus_cli.scenarios import (
+    DEFAULT_LEG,
     ExpectedCommand,
     LoadedScenario,
     ScenarioError,
@@ -81,6 +91,58 @@ class LocalPlayer:
         self.settle_seconds = settle_seconds
         self.quiet_seconds = quiet_seconds
         self.seen = len(self.requests.read())
+        self.state = state
+
+    def _client(self, service: str) -> Any:
+        """A client of the stack's moto (not whatever AWS the environment points at)."""
+        arns = [str(arn) for arn in dict(self.state.get("FunctionArns") or {}).values()]
+        return boto3.client(
+            service,  # type: ignore[call-overload]
+            endpoint_url=str(self.state["EndpointUrl"]),
+            region_name=arns[0].split(":")[3] if arns else "us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",  # noqa: S106 - moto's
+        )
+
+    @cached_property
+    def _sqs(self) -> Any:
+        return self._client("sqs")
+
+    def fire_timeout(self, call: ScenarioCall) -> dict[str, Any]:
+        """Fire the call's pending step time limit now, once the stack has settled; the webhook it delivers."""
+        group = self.state.get("StepTimeoutScheduleGroup")
+        if not group:
+            raise PlayError("local.json names no StepTimeoutScheduleGroup: restart `make local`")
+        self._settle()
+        fired: list[dict[str, Any]] = []
+
+        def deliver(target_arn: str, event: dict[str, Any]) -> None:
+            ScheduleDelivery(self.state.get("FunctionArns") or {}, self.state.get("RuleQueues") or {}, self._sqs)(
+                target_arn, event
+            )
+            fired.append(event)
+
+        try:
+            fire_call_now(self._client("scheduler"), str(group), call.call_control_id(DEFAULT_LEG), deliver)
+        except ScheduleTargetError as error:
+            raise PlayError(f"the call's step time limit cannot be delivered: {error}") from None
+        if not fired:
+            raise ScenarioError("no step time limit is pending on the call (the step has none, or it moved on)")
+        detail: dict[str, Any] = fired[0]["detail"]
+        return detail
+
+    def _settle(self) -> None:
+        """Wait until every rule queue is empty: the last webhook's run (and the schedule it made) is done."""
+        names: Any = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+        deadline = time.monotonic() + self.settle_seconds
+        while time.monotonic() < deadline:
+            queues = [str(url) for url in dict(self.state.get("RuleQueues") or {}).values()]
+            counts = [
+                self._sqs.get_queue_attributes(QueueUrl=url, AttributeNames=names)["Attributes"] for url in queues
+            ]
+            if not any(int(value) for attributes in counts for value in attributes.values()):
+                return
+            time.sleep(POLL_SECONDS)
 
     def deliver(self, body: dict[str, Any]) -> int:
         raw = compact(body)
@@ -121,6 +183,13 @@ class Transport(Protocol):
     def commands(self, call: ScenarioCall, expected: int) -> list[dict[str, Any]]: ...
 
 
+@runtime_checkable
+class FiresTimeLimits(Protocol):
+    """A transport that can fire a call's pending step time limit now (`timeout: true`)."""
+
+    def fire_timeout(self, call: ScenarioCall) -> dict[str, Any]: ...
+
+
 def ours(call: ScenarioCall, item: dict[str, Any]) -> bool:
     """A command request (not a recording fetch) to one of the call's legs."""
     return bool(item.get("action")) and not call.leg_of(item.get("call_control_id")).startswith("?")
@@ -156,12 +225,6 @@ def play_local(path: Path, *, out: TextIO | None = None, state_file: Path | None
     except ScenarioError as error:
         raise PlayError(str(error)) from None
     scenario = loaded.scenario
-    timed = [index for index, event in enumerate(scenario.events, 1) if event.timeout]
-    if timed:
-        raise PlayError(
-            f"{loaded.label}: event {timed[0]} fires a step's time limit, which only `voicebus test-flows` plays "
-            "(locally nothing fires Scheduler's schedules on demand)"
-        )
     player = LocalPlayer(load_local_state(state_file))
     call = ScenarioCall(scenario, f"play-{uuid.uuid4().hex[:12]}", start=datetime.now(UTC), to_url=player.webhook_url)
     print(f"playing {loaded.label}: {scenario.description}", file=out)
@@ -180,10 +243,15 @@ def play_scenario(loaded: LoadedScenario, call: ScenarioCall, transport: Transpo
     mismatches = 0
     for index, event in enumerate(loaded.scenario.events, 1):
         try:
-            body = call.webhook(event)
+            if event.timeout:
+                if not isinstance(transport, FiresTimeLimits):
+                    raise ScenarioError("this stack cannot fire a step's time limit: `voicebus test-flows` plays it")
+                call.delivered_elsewhere(event, transport.fire_timeout(call))
+                status: int | str = "fired"
+            else:
+                status = transport.deliver(call.webhook(event))
         except ScenarioError as error:
             raise PlayError(f"{loaded.label}: event {index}: {error}") from None
-        status = transport.deliver(body)
         note = f"  ({event.note})" if event.note else ""
         print(f"{index:>3} {event.describe()} -> {status}{note}", file=out)
         sent = _sent(call, transport.commands(call, len(event.expect)), event.expect)

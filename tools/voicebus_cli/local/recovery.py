@@ -2,7 +2,7 @@
 
 moto keeps everything in memory, so a killed moto takes the bus, the rules, the queues
 (with the events waiting in them), the tables (call state, idempotency records) and
-the bucket with it. The local stack notices (its calls table is gone), restarts moto
+the bucket with it. The local stack notices (a marker queue it made is gone), restarts moto
 if it started it, provisions the template again under the same names (so every URL,
 ARN and environment variable the functions hold stays right), and then delivers again
 every event put on the bus from this process (`PutLog`) to each rule's function that

@@ -50,6 +50,7 @@ def local_state(stack: LocalStack, storage: StorageServer, settings: LocalSettin
         "TelnyxApi": "stand-in" if stack.telnyx_api else "real",
         "RecordingStorageUrl": storage.base_url,
         "RuleQueues": stack.rule_queues,
+        "StepTimeoutScheduleGroup": stack.ref("FlowTimeoutSchedules"),
         "FunctionArns": stack.function_arns(),
         "BusRecordFile": str(stack.bus_record_file),
         "FunctionLogFile": str(settings.state_dir / FUNCTION_LOG_NAME),

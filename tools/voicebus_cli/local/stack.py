@@ -33,6 +33,7 @@ from voicebus_cli.local.journal import Journal
 from voicebus_cli.local.moto_server import MotoServer
 from voicebus_cli.local.provision import ProvisionedStack, provision, route_to_queue
 from voicebus_cli.local.recovery import PutLog, Route, undelivered
+from voicebus_cli.local.schedules import ScheduleFirer
 from voicebus_cli.local.telnyx_api import TelnyxApiStandIn
 from voicebus_cli.local.template import ACCOUNT_ID, Stack, load_template
 from voicebus_cli.local.workers import (
@@ -113,6 +114,8 @@ class LocalStack:
     _watcher: threading.Thread | None = None
     _aws_watcher: threading.Thread | None = None
     _extra_routes: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
+    # Fires due step time-limit schedules, as EventBridge Scheduler does (moto only keeps them).
+    schedules: ScheduleFirer | None = None
 
     def start(self, environ: MutableMapping[str, str]) -> LocalStack:
         """Start moto (unless given one), provision, load the functions, serve and poll.
@@ -163,6 +166,8 @@ class LocalStack:
         for logical, function in self.provisioned.functions.items():
             for event_name, queue_url in function.rule_queues.items():
                 self._add_worker(logical, event_name, queue_url)
+        callbacks = WorkerCallbacks(self._on_invocation, self._on_dead_letter, self._on_fault)
+        self.schedules = ScheduleFirer(self, callbacks).start()
         self._watcher = threading.Thread(target=self._watch_code, daemon=True, name="code-watcher")
         self._watcher.start()
         self._aws_watcher = threading.Thread(target=self._watch_aws, daemon=True, name="aws-watcher")
@@ -337,6 +342,8 @@ class LocalStack:
         self.provisioned = provision(Stack(load_template(), self.name, parameters=self._parameters()))
         for bus, rule_name, pattern in self._extra_routes:
             route_to_queue(bus, rule_name, pattern)
+        if self.schedules is not None:
+            self.schedules.create_queues()
         self._mark_state()
         ready = time.time()
         done = set(self.ledger.processed())
@@ -403,6 +410,8 @@ class LocalStack:
     def stop(self) -> None:
         """Workers first (nothing new runs), then what they talk to, moto last."""
         self._watching.set()
+        if self.schedules is not None:
+            self.schedules.stop()
         for worker in self.workers:
             worker.stop()
         if self._watcher is not None:

@@ -9,9 +9,9 @@ check that fires after the flow has moved on is stale and changes nothing, like 
 late webhook, and a check that fires twice is one `data.id` to idempotency.
 
 Scheduler's resolution is a minute, so a step ends at the earliest at its deadline
-and at the latest about a minute later. Nothing fires schedules locally (moto keeps
-them but never runs them): `fire_due` runs the due ones, for tests and the local
-stack, the way Scheduler would.
+and at the latest about a minute later. moto keeps schedules but never runs
+them: `fire_due` runs the due ones the way Scheduler would, for tests and for the
+local stack's Scheduler loop (`voicebus_cli.local.schedules`).
 """
 
 from __future__ import annotations
