@@ -56,11 +56,10 @@ def test_an_in_order_event_is_one_write_on_the_call_state(cost: DemoCallCost) ->
     """Identity facts and every lane of an event go in one UpdateItem (call.hangup: status + identity)."""
     media = [charge for charge in cost.meter.charges if charge.caller == "MediaFunction"]
     # speak.ended (in order): timeline put + one state update; speak.started (late): timeline put + one
-    # refused update (the item as it stands came back with the refusal, so nothing else was tried).
-    # The two events may run at the same time (as on Lambda), so their writes interleave.
-    assert sorted((charge.operation, charge.succeeded) for charge in media) == [
-        ("PutItem", True),
-        ("PutItem", True),
-        ("UpdateItem", False),
-        ("UpdateItem", True),
-    ]
+    # update, refused when speak.ended got there first (the item as it stands came back with the
+    # refusal, so nothing else was tried). The two may run at the same instant (as on Lambda): then
+    # either may write first, and each still costs exactly one UpdateItem, never a second try.
+    operations = sorted(charge.operation for charge in media)
+    assert operations == ["PutItem", "PutItem", "UpdateItem", "UpdateItem"]
+    refused = [charge for charge in media if charge.operation == "UpdateItem" and not charge.succeeded]
+    assert len(refused) <= 1
