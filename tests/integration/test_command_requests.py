@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.support.bus import BusTap
+from tests.support.bus import BusTap, command_request
 from tests.support.routing import targets
 from voicebus.calls.records import Feature
 from voicebus.calls.store import CallStore
@@ -30,17 +29,7 @@ def answers(stack: ProvisionedStack) -> BusTap:
 
 
 def request(action: str, params: dict[str, Any] | None = None, **detail: Any) -> dict[str, Any]:
-    return {
-        "version": "0",
-        "id": str(uuid.uuid4()),
-        "detail-type": "call.command",
-        "source": "voicebus",
-        "account": "123456789012",
-        "time": "2026-11-21T10:00:00Z",
-        "region": "us-east-1",
-        "resources": [],
-        "detail": {"call_control_id": "v3:crm-call", "action": action, "params": params or {}, **detail},
-    }
+    return command_request("v3:crm-call", action, params, **detail)
 
 
 def test_only_the_command_function_hears_command_requests() -> None:

@@ -27,6 +27,7 @@ from tests.integration.test_ivr import (
     position_in,
     sent_by,
 )
+from tests.support.bus import command_request
 from tests.support.calls import CallScript, as_bus_event
 from tests.support.lambda_api import lambda_api
 from voicebus.calls.client_state import decode
@@ -213,23 +214,14 @@ def test_a_call_command_with_its_own_client_state_keeps_the_flow_running(
 ) -> None:
     call = PhoneCall(consumers, telnyx_api)
     call.answered_at_the_menu()
-    request = {
-        "version": "0",
-        "id": str(uuid.uuid4()),
-        "detail-type": "call.command",
-        "source": "voicebus",
-        "account": "123456789012",
-        "time": "2026-11-21T10:00:01Z",
-        "region": "us-east-1",
-        "resources": [],
-        "detail": {
-            "call_control_id": call.call_control_id,
-            "action": "record_start",
-            "params": {"format": "mp3", "channels": "dual"},
-            "client_state": {"requested_by": "crm"},
-            "request_id": "crm-4712",
-        },
-    }
+    request = command_request(
+        call.call_control_id,
+        "record_start",
+        {"format": "mp3", "channels": "dual"},
+        at="2026-11-21T10:00:01Z",
+        client_state={"requested_by": "crm"},
+        request_id="crm-4712",
+    )
 
     answer = consumers["CommandFunction"].invoke(request)
 
@@ -252,21 +244,9 @@ def test_a_client_state_update_request_keeps_the_flow_and_its_base64_value(
     call = PhoneCall(consumers, telnyx_api)
     call.answered_at_the_menu()
     seed_004 = "aGF2ZSBhIG5pY2UgZGF5ID1d"
-    request = {
-        "version": "0",
-        "id": str(uuid.uuid4()),
-        "detail-type": "call.command",
-        "source": "voicebus",
-        "account": "123456789012",
-        "time": "2026-11-21T10:00:01Z",
-        "region": "us-east-1",
-        "resources": [],
-        "detail": {
-            "call_control_id": call.call_control_id,
-            "action": "client_state_update",
-            "params": {"client_state": seed_004},
-        },
-    }
+    request = command_request(
+        call.call_control_id, "client_state_update", {"client_state": seed_004}, at="2026-11-21T10:00:01Z"
+    )
     assert consumers["CommandFunction"].invoke(request)["outcome"] == "call.command.succeeded"
     [update] = telnyx_api.take_requests()
     carried = unwrap(update.body["client_state"])

@@ -6,13 +6,13 @@ import json
 import os
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
 
+from tests.support.bus import command_request
 from tests.support.calls import CallScript, as_bus_event
 from tests.support.routing import targets
 from voicebus.calls.commands_log import REDACTED, CommandEntry, CommandOutcomeKind, CommandSource
@@ -31,25 +31,14 @@ pytestmark = pytest.mark.integration
 VOICEBUS = Path(sys.executable).with_name("voicebus")
 
 
+REQUESTED_AT = "2026-11-21T10:00:05Z"  # after the call's own events
+
+
 def play(script: CallScript, consumers: dict[str, Any], webhooks: list[dict[str, Any]]) -> None:
     for webhook in webhooks:
         event = as_bus_event(webhook)
         for function in sorted(targets(event)):
             consumers[function].invoke(event)
-
-
-def command_request(call_control_id: str, action: str, params: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "version": "0",
-        "id": str(uuid.uuid4()),
-        "detail-type": "call.command",
-        "source": "voicebus",
-        "account": "123456789012",
-        "time": "2026-11-21T10:00:05Z",
-        "region": "us-east-1",
-        "resources": [],
-        "detail": {"call_control_id": call_control_id, "action": action, "params": params, "request_id": "crm-1"},
-    }
 
 
 def test_dead_letters_of_both_kinds_unwrap_to_the_event() -> None:
@@ -67,7 +56,11 @@ def test_call_json_is_one_document_with_flow_commands_archive_and_timeline(
     webhooks = script.basic_call()
     play(script, consumers, webhooks)
     request = command_request(
-        script.call_control_id, "transfer", {"to": "+15550003333", "sip_auth_username": "u", "sip_auth_password": "pw1"}
+        script.call_control_id,
+        "transfer",
+        {"to": "+15550003333", "sip_auth_username": "u", "sip_auth_password": "pw1"},
+        at=REQUESTED_AT,
+        request_id="crm-1",
     )
     consumers["CommandFunction"].invoke(request)
     capsys.readouterr()  # the functions' own logs
@@ -104,7 +97,13 @@ def test_call_json_is_one_document_with_flow_commands_archive_and_timeline(
 def test_a_redelivered_command_rewrites_its_item_and_secrets_never_reach_the_table(
     stack: ProvisionedStack, call_store: CallStore, consumers: dict[str, Any], telnyx_api: TelnyxApiStandIn
 ) -> None:
-    request = command_request("v3:crm-call", "transfer", {"to": "+15550003333", "sip_auth_password": "hunter2-secret"})
+    request = command_request(
+        "v3:crm-call",
+        "transfer",
+        {"to": "+15550003333", "sip_auth_password": "hunter2-secret"},
+        at=REQUESTED_AT,
+        request_id="crm-1",
+    )
     consumers["CommandFunction"].invoke(request)
     assert telnyx_api.take_requests()[0].body["sip_auth_password"] == "hunter2-secret"  # sent as given
     entry = CommandEntry(

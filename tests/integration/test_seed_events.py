@@ -16,6 +16,7 @@ import boto3
 import pytest
 
 from tests.integration.test_consumers import ObservedFunctions
+from tests.support.bus import command_request
 from tests.support.calls import CallScript, as_bus_event
 from tests.support.routing import targets
 from voicebus.calls.records import Feature
@@ -32,20 +33,6 @@ RECORDING_ID = "428c31b6-7af4-4bcb-b7f5-5013ef9657c1"
 def deliver(functions: dict[str, Any], event: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Hand the event to every function a rule targets, as EventBridge would."""
     return {function: functions[function].invoke(event) for function in sorted(targets(event))}
-
-
-def command_request(call_control_id: str, action: str, params: dict[str, Any], at: str) -> dict[str, Any]:
-    return {
-        "version": "0",
-        "id": str(uuid.uuid4()),
-        "detail-type": "call.command",
-        "source": "voicebus",
-        "account": "123456789012",
-        "time": at,
-        "region": "us-east-1",
-        "resources": [],
-        "detail": {"call_control_id": call_control_id, "action": action, "params": params},
-    }
 
 
 # ---------------------------------------------------------------- commands Telnyx sends no webhook about
@@ -70,7 +57,7 @@ def test_an_accepted_command_without_a_webhook_sets_its_lane(
     call_control_id = f"v3:{uuid.uuid4()}"
 
     result = consumers["CommandFunction"].invoke(
-        command_request(call_control_id, action, params, "2026-11-21T10:00:00Z")
+        command_request(call_control_id, action, params, at="2026-11-21T10:00:00Z")
     )
 
     assert result["outcome"] == "call.command.succeeded"
@@ -88,10 +75,10 @@ def test_pause_then_resume_leaves_the_recording_resumed_and_a_refused_command_ch
 
     call_control_id = f"v3:{uuid.uuid4()}"
     command = consumers["CommandFunction"]
-    command.invoke(command_request(call_control_id, "record_pause", {}, "2026-11-21T10:00:00Z"))
-    command.invoke(command_request(call_control_id, "record_resume", {}, "2026-11-21T10:00:05Z"))
+    command.invoke(command_request(call_control_id, "record_pause", {}, at="2026-11-21T10:00:00Z"))
+    command.invoke(command_request(call_control_id, "record_resume", {}, at="2026-11-21T10:00:05Z"))
     telnyx_api.fail_next(Fault.call_ended())
-    refused = command.invoke(command_request(call_control_id, "record_pause", {}, "2026-11-21T10:00:09Z"))
+    refused = command.invoke(command_request(call_control_id, "record_pause", {}, at="2026-11-21T10:00:09Z"))
 
     assert refused["outcome"] == "call.command.failed"
     record = call_store.get_call(call_control_id)
@@ -223,7 +210,7 @@ def test_a_request_breaking_a_prose_limit_is_answered_failed_and_never_sent(
     consumers: dict[str, Any], telnyx_api: TelnyxApiStandIn, action: str, params: dict[str, Any], named: str
 ) -> None:
     result = consumers["CommandFunction"].invoke(
-        command_request(f"v3:{uuid.uuid4()}", action, params, "2026-11-21T10:00:00Z")
+        command_request(f"v3:{uuid.uuid4()}", action, params, at="2026-11-21T10:00:00Z")
     )
 
     assert result["outcome"] == "call.command.failed"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,3 +32,25 @@ class BusTap:
             for message in messages:
                 events.append(json.loads(message["Body"]))
                 sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+
+def command_request(
+    call_control_id: str,
+    action: str,
+    params: dict[str, Any] | None = None,
+    *,
+    at: str = "2026-11-21T10:00:00Z",
+    **detail: Any,
+) -> dict[str, Any]:
+    """A `call.command` request as EventBridge delivers it to the command function (a fresh event id)."""
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": "call.command",
+        "source": "voicebus",
+        "account": "123456789012",
+        "time": at,
+        "region": "us-east-1",
+        "resources": [],
+        "detail": {"call_control_id": call_control_id, "action": action, "params": params or {}, **detail},
+    }
