@@ -16,7 +16,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from voicebus.archive.download import ArchiveError, DownloadPolicy, RecordingSource, http_pool
+from voicebus.archive.download import ArchiveError, DownloadBody, DownloadPolicy, RecordingSource, http_pool
 from voicebus.archive.keys import SHA256_METADATA_KEY, recording_key, recording_metadata, transcript_key
 from voicebus.archive.writer import SHA256_TAG_KEY, ArchiveWriter
 from voicebus_cli.local.provision import ProvisionedStack
@@ -74,7 +74,8 @@ def usable_bucket(s3: S3Client, name: str) -> str:
 
 @pytest.fixture
 def archiver(s3: S3Client, bucket: str) -> ArchiveWriter:
-    return ArchiveWriter(s3, bucket, part_size=PART, policy=LOCAL)
+    """In parts beyond one part, so that recordings of a few MiB exercise the multipart upload."""
+    return ArchiveWriter(s3, bucket, part_size=PART, single_request_bytes=PART, policy=LOCAL)
 
 
 def source(recording: PublishedRecording, key: str, refresh: Callable[[], str] | None = None) -> RecordingSource:
@@ -164,7 +165,7 @@ def test_recording_is_stored_with_its_sha256_metadata_and_content_type(
     assert archived.s3_uri == f"s3://{bucket}/recordings/2026/11/21/session-1/rec-small.wav"
 
 
-@pytest.mark.parametrize(("size", "parts"), [(20 * MIB, 4), (10 * MIB + 1, 3), (PART, 1)])
+@pytest.mark.parametrize(("size", "parts"), [(20 * MIB, 4), (10 * MIB + 1, 3), (PART + 1, 2)])
 def test_large_recording_is_stored_in_parts_of_part_size(
     archiver: ArchiveWriter, storage: StorageServer, s3: S3Client, bucket: str, size: int, parts: int
 ) -> None:
@@ -189,6 +190,89 @@ def test_large_recording_is_stored_in_parts_of_part_size(
     assert s3_checksum(s3, bucket, key) == composite_sha256(recording.content(), PART)
     assert (head["ContentType"], head["ContentLength"]) == ("audio/wav", size)
     assert_nothing_left_but(s3, bucket, key, [archived.version_id])
+
+
+def _s3_operations(client: S3Client) -> list[str]:
+    """The S3 operations `client` sends from now on, in order."""
+    sent: list[str] = []
+    client.meta.events.register("before-call.s3", lambda model, **_: sent.append(model.name))
+    return sent
+
+
+@pytest.mark.parametrize("size", [PART, 3 * PART + 17, 4 * PART], ids=["one-part", "three-parts", "the-budget"])
+def test_a_recording_within_the_parts_in_flight_is_one_put_object(
+    storage: StorageServer, s3: S3Client, bucket: str, size: int
+) -> None:
+    # By default, what `concurrency` parts would hold (4 x 5 MiB here) is read whole: one request, no tag.
+    client = boto3.client("s3")
+    sent = _s3_operations(client)
+    recording = storage.publish(f"one-request-{size}", size)
+    key = "recordings/one-request.wav"
+
+    archived = ArchiveWriter(client, bucket, part_size=PART, policy=LOCAL).archive(source(recording, key))
+
+    head = s3.head_object(Bucket=bucket, Key=key)
+    assert sent == ["HeadObject", "PutObject"]
+    assert archived.uploaded
+    assert archived.sha256 == recording.sha256() == stored_sha256(s3, bucket, key)
+    assert head["Metadata"] == {"recording-id": "rec-1", SHA256_METADATA_KEY: recording.sha256()}
+    assert s3_checksum(s3, bucket, key) == full_sha256(recording.content())
+    assert "-" not in head["ETag"]
+    assert tags(s3, bucket, key, archived.version_id) == {}
+    assert_nothing_left_but(s3, bucket, key, [archived.version_id])
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "size"),
+    [(Behaviour.NORMAL, 4 * PART + 1), (Behaviour.CHUNKED, 3 * PART + 17)],
+    ids=["announced-past-the-budget", "size-not-announced"],
+)
+def test_a_recording_past_the_budget_or_of_unknown_size_goes_in_parts(
+    storage: StorageServer, s3: S3Client, bucket: str, behaviour: Behaviour, size: int
+) -> None:
+    # Unannounced, reading it whole could take any amount of memory: it is streamed in parts.
+    client = boto3.client("s3")
+    sent = _s3_operations(client)
+    recording = storage.publish(f"in-parts-{behaviour}-{size}", size, behaviour)
+    key = "recordings/in-parts.wav"
+
+    archived = ArchiveWriter(client, bucket, part_size=PART, policy=LOCAL).archive(source(recording, key))
+
+    parts = -(-size // PART)
+    assert sent == [
+        "HeadObject",
+        "CreateMultipartUpload",
+        *["UploadPart"] * parts,
+        "CompleteMultipartUpload",
+        "PutObjectTagging",
+    ]
+    assert s3.head_object(Bucket=bucket, Key=key)["ETag"] == multipart_etag(recording.content(), PART)
+    assert archived.sha256 == recording.sha256() == stored_sha256(s3, bucket, key)
+    assert tags(s3, bucket, key, archived.version_id) == {SHA256_TAG_KEY: recording.sha256()}
+
+
+def test_a_body_that_ends_on_a_part_boundary_reads_no_further_buffer(
+    storage: StorageServer, s3: S3Client, bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 3 parts exactly: the announced size says the body ended, so no fourth buffer is allocated to learn it.
+    fills: list[int] = []
+    fill = DownloadBody.fill
+
+    def counted(body: DownloadBody, part: bytearray) -> int:
+        fills.append(len(part))
+        return fill(body, part)
+
+    monkeypatch.setattr(DownloadBody, "fill", counted)
+    client = boto3.client("s3")
+    sent = _s3_operations(client)
+    recording = storage.publish("boundary", 3 * PART)
+
+    archiver = ArchiveWriter(client, bucket, part_size=PART, single_request_bytes=PART, policy=LOCAL)
+    archived = archiver.archive(source(recording, "recordings/boundary.wav"))
+
+    assert fills == [PART] * 3
+    assert sent.count("UploadPart") == 3
+    assert archived.sha256 == recording.sha256() == stored_sha256(s3, bucket, "recordings/boundary.wav")
 
 
 def test_parts_upload_concurrently_never_more_than_concurrency_at_once(
@@ -302,11 +386,16 @@ def test_an_object_without_sha256_cannot_be_proven_equal_and_is_archived_anew(
     assert head["Metadata"][SHA256_METADATA_KEY] == recording.sha256()
 
 
-@pytest.mark.parametrize("cut_at", [2 * MIB, 7 * MIB], ids=["in-first-part", "after-a-part-was-uploaded"])
+@pytest.mark.parametrize(
+    ("cut_at", "single_request_bytes"),
+    [(2 * MIB, PART), (7 * MIB, PART), (7 * MIB, None)],
+    ids=["in-first-part", "after-a-part-was-uploaded", "in-one-request"],
+)
 def test_cut_connection_raises_and_leaves_nothing(
-    archiver: ArchiveWriter, storage: StorageServer, s3: S3Client, bucket: str, cut_at: int
+    storage: StorageServer, s3: S3Client, bucket: str, cut_at: int, single_request_bytes: int | None
 ) -> None:
-    recording = storage.publish(f"cut-{cut_at}", 12 * MIB, Behaviour.CUT, cut_at=cut_at)
+    recording = storage.publish(f"cut-{cut_at}-{single_request_bytes}", 12 * MIB, Behaviour.CUT, cut_at=cut_at)
+    archiver = ArchiveWriter(s3, bucket, part_size=PART, policy=LOCAL, single_request_bytes=single_request_bytes)
 
     with pytest.raises(ArchiveError, match="IncompleteRead") as raised:
         archiver.archive(source(recording, "recordings/cut.wav"))
@@ -387,9 +476,15 @@ def test_slow_body_completes_when_each_read_is_within_the_read_timeout(
     assert archived.sha256 == recording.sha256() == stored_sha256(s3, bucket, "recordings/slow.wav")
 
 
-def test_stalled_body_times_out_and_leaves_nothing(s3: S3Client, bucket: str, storage: StorageServer) -> None:
+@pytest.mark.parametrize("single_request_bytes", [PART, None], ids=["in-parts", "in-one-request"])
+def test_stalled_body_times_out_and_leaves_nothing(
+    s3: S3Client, bucket: str, storage: StorageServer, single_request_bytes: int | None
+) -> None:
     recording = storage.publish("stall", 12 * MIB, Behaviour.STALL, cut_at=7 * MIB, stall_seconds=2.0)
-    archiver = ArchiveWriter(s3, bucket, part_size=PART, http=http_pool(read_timeout=0.3), policy=LOCAL)
+    http = http_pool(read_timeout=0.3)
+    archiver = ArchiveWriter(
+        s3, bucket, part_size=PART, http=http, policy=LOCAL, single_request_bytes=single_request_bytes
+    )
 
     with pytest.raises(ArchiveError, match="ReadTimeoutError"):
         archiver.archive(source(recording, "recordings/stall.wav"))
@@ -512,7 +607,7 @@ def test_a_failed_tagging_raises_and_the_retry_tags_the_same_version(
         raise ClientError({"Error": {"Code": "AccessDenied", "Message": "injected"}}, "PutObjectTagging")
 
     client.meta.events.register("before-call.s3.PutObjectTagging", refuse, unique_id="refuse-tagging")
-    archiver = ArchiveWriter(client, bucket, part_size=PART, policy=LOCAL)
+    archiver = ArchiveWriter(client, bucket, part_size=PART, single_request_bytes=PART, policy=LOCAL)
     recording = storage.publish("tag-fails", 11 * MIB)
 
     with pytest.raises(ArchiveError, match=r"PutObjectTagging of recordings/tag-fails\.wav failed: AccessDenied"):
@@ -529,7 +624,7 @@ def test_a_failed_tagging_raises_and_the_retry_tags_the_same_version(
 def test_the_same_bytes_in_other_parts_are_recognised_by_their_tag(
     storage: StorageServer, s3: S3Client, bucket: str
 ) -> None:
-    first = ArchiveWriter(s3, bucket, part_size=6 * MIB, policy=LOCAL).archive(
+    first = ArchiveWriter(s3, bucket, part_size=6 * MIB, single_request_bytes=6 * MIB, policy=LOCAL).archive(
         source(storage.publish("reparted", 13 * MIB), "recordings/reparted.wav")
     )
     # Chunked, so the size is unknown and the body is streamed: 5 MiB parts give another composite checksum.
@@ -544,7 +639,7 @@ def test_the_same_bytes_in_other_parts_are_recognised_by_their_tag(
 @pytest.mark.parametrize("size", [MIB, 6 * MIB])
 def test_kms_key_encrypts_the_archived_object(s3: S3Client, bucket: str, storage: StorageServer, size: int) -> None:
     key_id = boto3.client("kms").create_key(Description="voicebus archive test")["KeyMetadata"]["KeyId"]
-    archiver = ArchiveWriter(s3, bucket, part_size=PART, kms_key_id=key_id, policy=LOCAL)
+    archiver = ArchiveWriter(s3, bucket, part_size=PART, single_request_bytes=PART, kms_key_id=key_id, policy=LOCAL)
     recording = storage.publish(f"kms-{size}", size)
 
     archiver.archive(source(recording, "recordings/kms.wav"))

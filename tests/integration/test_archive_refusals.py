@@ -63,7 +63,9 @@ def bucket(stack: ProvisionedStack, s3: S3Client) -> str:
 
 
 def writer(s3: S3Client, bucket: str, max_bytes: int = LOCAL.max_bytes) -> ArchiveWriter:
-    return ArchiveWriter(s3, bucket, part_size=PART, policy=dataclasses.replace(LOCAL, max_bytes=max_bytes))
+    # In parts beyond one part, so that the cuts below happen with parts uploaded.
+    policy = dataclasses.replace(LOCAL, max_bytes=max_bytes)
+    return ArchiveWriter(s3, bucket, part_size=PART, single_request_bytes=PART, policy=policy)
 
 
 # ---------------------------------------------------------------------- not audio

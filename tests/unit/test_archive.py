@@ -319,6 +319,17 @@ def test_concurrency_must_fit_the_clients_connection_pool(concurrency: int, conf
         ArchiveWriter(client, "archive", concurrency=concurrency)
 
 
+@pytest.mark.parametrize("single_request_bytes", [MIN_PART_SIZE - 1, 4 * MIN_PART_SIZE + 1])
+def test_one_request_must_fit_between_a_part_and_the_parts_in_flight(single_request_bytes: int) -> None:
+    # Below a part, a one-part body would still go in one request; above the parts in flight, memory would grow.
+    client = boto3.client("s3", region_name="us-east-1")
+
+    with pytest.raises(ValueError, match="single_request_bytes"):
+        ArchiveWriter(
+            client, "archive", part_size=MIN_PART_SIZE, concurrency=4, single_request_bytes=single_request_bytes
+        )
+
+
 def test_concurrency_up_to_a_configured_pool_is_accepted() -> None:
     client = boto3.client("s3", region_name="us-east-1", config=Config(max_pool_connections=16))
 

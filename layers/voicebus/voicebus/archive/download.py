@@ -290,6 +290,11 @@ class DownloadBody:
             with suppress(ValueError, RuntimeError, OSError):
                 shutdown()
 
+    @property
+    def finished(self) -> bool:
+        """Every announced byte is read: no need for another buffer to learn that the body ended."""
+        return self.content_length is not None and self.size >= self.content_length
+
     def check_complete(self) -> None:
         """urllib3 already refuses a short body; this also catches a miscounted one."""
         if self.content_length is not None and self.size != self.content_length:

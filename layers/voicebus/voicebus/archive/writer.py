@@ -7,8 +7,14 @@ multipart upload under the final key. S3 checks every part against the SHA-256
 sent with it and keeps the composite SHA-256 of the parts as the object's
 checksum. The SHA-256 of the whole recording is only known at the end, after S3
 has fixed the object's metadata, so it is stored as the object's `sha256` tag
-(and returned, for the call's record). A recording of one part is one PutObject
-carrying its full SHA-256 both as S3's checksum and as `sha256` metadata.
+(and returned, for the call's record).
+
+Most recordings are small (ten minutes of telephony WAV is about 19 MB), and a
+multipart upload costs four requests more than a PutObject. So a recording that
+announces at most `single_request_bytes` (by default what the parts in flight
+would hold: 4 x 8 MiB), or that ends within its first part, is read whole and
+sent as one PutObject carrying its full SHA-256 both as S3's checksum and as
+`sha256` metadata: the same memory, one request, no tag.
 
 Exactly once: an object under the key with a SHA-256 checksum, a known `sha256`
 and the announced size is recognised before any download and is not written
@@ -92,7 +98,8 @@ class ArchiveWriter:
     """Writes recordings (streamed from Telnyx) and transcripts into one bucket; built once per container.
 
     Memory stays at `concurrency` parts (plus one read chunk) whatever the
-    recording's size. The client's `max_pool_connections` (10 by default) must
+    recording's size; `single_request_bytes` (None: `part_size` x `concurrency`)
+    must fit in that budget. The client's `max_pool_connections` (10 by default) must
     allow `concurrency` connections: botocore would open the extra ones only to
     throw them away.
     """
@@ -107,6 +114,7 @@ class ArchiveWriter:
         concurrency: int = DEFAULT_CONCURRENCY,
         kms_key_id: str | None = None,
         policy: DownloadPolicy | None = None,
+        single_request_bytes: int | None = None,
     ) -> None:
         if not MIN_PART_SIZE <= part_size <= MAX_PART_SIZE:
             raise ValueError(f"part_size must be between {MIN_PART_SIZE} and {MAX_PART_SIZE} bytes, got {part_size}")
@@ -115,6 +123,14 @@ class ArchiveWriter:
             raise ValueError(
                 f"concurrency must be between 1 and the client's {connections} connections, got {concurrency}"
             )
+        budget = part_size * concurrency
+        single_request_bytes = budget if single_request_bytes is None else single_request_bytes
+        if not part_size <= single_request_bytes <= budget:
+            raise ValueError(
+                f"single_request_bytes must be between part_size ({part_size}) and the {budget} bytes "
+                f"of the parts in flight, got {single_request_bytes}"
+            )
+        self._single_request_bytes = single_request_bytes
         self._s3 = client
         self._bucket = bucket
         self._http = http or http_pool()
@@ -153,11 +169,16 @@ class ArchiveWriter:
     # ------------------------------------------------------------------ upload
 
     def _transfer(self, body: DownloadBody, source: RecordingSource, existing: ExistingObject | None) -> ArchivedObject:
-        first = bytearray(self._part_size)
-        filled = body.fill(first)
-        if filled == self._part_size:
-            return self._transfer_in_parts(body, source, existing, first)
-        # The whole recording fits in one part: one PutObject.
+        announced = body.content_length
+        if announced is not None and announced <= self._single_request_bytes:
+            # Small enough to read whole within the memory budget: one PutObject.
+            first = bytearray(announced)
+            filled = body.fill(first)
+        else:
+            first = bytearray(self._part_size)
+            filled = body.fill(first)
+            if filled == self._part_size and not body.finished:
+                return self._transfer_in_parts(body, source, existing, first)
         del first[filled:]
         body.check_complete()
         digest = Digest(body.sha256.hexdigest())
@@ -212,7 +233,7 @@ class ArchiveWriter:
                 if number > MAX_PARTS:
                     raise ArchiveError(f"{key}: the body needs more than {MAX_PARTS} parts; raise part_size")
                 running[pool.submit(self._upload_part, key, upload_id, number, part)] = part
-                if len(part) < self._part_size:
+                if len(part) < self._part_size or body.finished:
                     break
                 collect(block=len(running) == self._concurrency)
                 part = spare.pop() if spare else bytearray(self._part_size)
