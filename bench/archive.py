@@ -6,10 +6,13 @@ process, alternated in a rotating order round after round:
 - `floor`: boto3's `upload_file` of the bytes from local disk (10 parts at once, CRC32).
 - `writer`: voicebus's ArchiveWriter, built as the recording function builds it
   (`writer_from_env`): streams from the local storage stand-in, checks content type,
-  magic bytes, size cap and deadline, hashes the whole (SHA-256) and each part (S3
-  checks it), uploads 4 parts at once under conditional writes, tags the SHA-256.
+  magic bytes, size cap and deadline, hashes the whole (SHA-256) and each part (CRC32,
+  S3 checks it), uploads 4 parts at once under conditional writes, tags the SHA-256.
+  A recording that announces at most the 32 MiB of the parts in flight (the 16 MiB one
+  here) is read whole and sent as one conditional PutObject instead.
 - `managed`: boto3's managed transfer, `upload_fileobj` with a TransferConfig of the
-  same part size, concurrency and parts held in memory, over a non-seekable reader that wraps the same
+  same part size, part checksum (CRC32), concurrency and parts held in memory, over a
+  non-seekable reader that wraps the same
   HTTP download and hashes it (SHA-256) as s3transfer reads it, then the tag. This is
   the alternative of issue 13, measured with none of the writer's checks and without
   exactly-once (s3transfer passes no If-None-Match / If-Match, and completes a
@@ -20,9 +23,15 @@ Throughput: each round gives a ratio per subject, floor seconds over subject sec
 of those, and the best-of ratio (the floor's best time over the subject's best time),
 which the issue's target (>= 0.9, "best of several alternating runs") judges.
 Memory: peak RSS growth during the transfer (VmHWM, reset after warm-up when the
-kernel allows), for 16 and 256 MiB: each under 64 MiB and within 16 MiB of each
-other (flat). Only the transfer is timed, after a warm-up in the same process, so
-imports (and bytecode, PYTHONDONTWRITEBYTECODE=1 here) do not enter the figures.
+kernel allows), for 16 and 256 MiB: under 64 MiB, and flat: at no size more than the
+parts in flight (4 x 8 MiB) and 16 MiB besides, so it does not grow with the recording.
+Only the transfer is timed, after a warm-up in the same process, so imports (and
+bytecode, PYTHONDONTWRITEBYTECODE=1 here) do not enter the figures.
+
+Noise: at 256 MiB about half of every transfer is moto's CompleteMultipartUpload,
+which copies the object several times in fresh memory; on this VM that costs from
+0.3 to 2 s from one call to the next, for the floor and the subjects alike. Hence
+several rounds, and the median printed beside the best-of.
 
 The bench reports, it does not gate: it exits 0 either way.
 Run: `.venv/bin/python bench/archive.py [--rounds N] [--sizes 16,256]`.
@@ -54,14 +63,20 @@ from botocore.config import Config  # noqa: E402
 
 from voicebus.archive.download import RecordingSource  # noqa: E402
 from voicebus.archive.settings import writer_from_env  # noqa: E402
-from voicebus.archive.writer import DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE, SHA256_TAG_KEY  # noqa: E402
+from voicebus.archive.writer import (  # noqa: E402
+    DEFAULT_CONCURRENCY,
+    DEFAULT_PART_SIZE,
+    PART_CHECKSUM_ALGORITHM,
+    SHA256_TAG_KEY,
+)
 from voicebus_cli.local.moto_server import MotoServer  # noqa: E402
 from voicebus_cli.local.storage import StorageServer, recording_bytes  # noqa: E402
 
 MIB = 1024 * 1024
 SIZES_MIB = (16, 256)
-ROUNDS = 5
-RSS_SPREAD_TARGET_MIB = 16
+ROUNDS = 7
+# Flat: never more than the parts in flight plus this much (buffers of the HTTP and TLS layers, threads).
+RSS_SLACK_MIB = 16
 RSS_LIMIT_MIB = 64
 THROUGHPUT_TARGET = 0.9
 SUBJECTS = ("writer", "managed")
@@ -148,7 +163,7 @@ def child_managed(url: str, bucket: str, key: str) -> dict[str, Any]:
     extra = {
         "ContentType": "audio/wav",
         "Metadata": {"recording-id": key.rsplit("/", 1)[-1]},
-        "ChecksumAlgorithm": "SHA256",
+        "ChecksumAlgorithm": PART_CHECKSUM_ALGORITHM,  # the writer's part checksum (CRC32)
     }
     s3.put_object(Bucket=bucket, Key=f"warmup/{uuid.uuid4().hex}.txt", Body=b"warm")
 
@@ -292,18 +307,18 @@ def report(measures: list[Measure], rounds: int) -> None:
     for m in measures:
         print(f"{m.size_mib:>4} MiB" + "".join(f"{m.cpu_seconds(kind):>10.2f} s" for kind in KINDS))
     print()
-    print(f"memory: peak RSS growth during the transfer, worst of {rounds}; target < {RSS_LIMIT_MIB} MiB and flat")
+    in_flight_mib = DEFAULT_PART_SIZE * DEFAULT_CONCURRENCY // MIB
+    bound_mib = min(in_flight_mib + RSS_SLACK_MIB, RSS_LIMIT_MIB)
+    print(
+        f"memory: peak RSS growth during the transfer, worst of {rounds}; target < {RSS_LIMIT_MIB} MiB and flat "
+        f"(at most the {in_flight_mib} MiB of parts in flight + {RSS_SLACK_MIB} at every size)"
+    )
     print(f"{'size':>8}" + "".join(f"{kind:>12}" for kind in KINDS))
     for m in measures:
         print(f"{m.size_mib:>4} MiB" + "".join(f"{m.rss_mib(kind):>8.1f} MiB" for kind in KINDS))
     for subject in SUBJECTS:
         growths = [m.rss_mib(subject) for m in measures]
-        spread = max(growths) - min(growths)
-        ok = max(growths) < RSS_LIMIT_MIB and spread <= RSS_SPREAD_TARGET_MIB
-        print(
-            f"  {subject}: at most {max(growths):.1f} MiB, spread {spread:.1f} MiB between sizes "
-            f"(<= {RSS_SPREAD_TARGET_MIB}): {verdict(ok)}"
-        )
+        print(f"  {subject}: at most {max(growths):.1f} MiB (<= {bound_mib}): {verdict(max(growths) <= bound_mib)}")
     print()
     for subject in SUBJECTS:
         same = all(m.sha_ok(subject) for m in measures)

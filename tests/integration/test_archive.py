@@ -8,6 +8,7 @@ import hashlib
 import json
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -105,21 +106,21 @@ def multipart_etag(content: bytes, part_size: int) -> str:
     return f'"{hashlib.md5(b"".join(digests), usedforsecurity=False).hexdigest()}-{len(digests)}"'
 
 
-def composite_sha256(content: bytes, part_size: int) -> str:
-    """S3's composite checksum: base64 of the SHA-256 of the parts' SHA-256s (without the `-<parts>`)."""
-    digests = [
-        hashlib.sha256(content[start : start + part_size]).digest() for start in range(0, len(content), part_size)
+def composite_crc32(content: bytes, part_size: int) -> str:
+    """S3's composite checksum: base64 of the CRC32 of the parts' CRC32s, big-endian (without the `-<parts>`)."""
+    crcs = [
+        zlib.crc32(content[start : start + part_size]).to_bytes(4, "big") for start in range(0, len(content), part_size)
     ]
-    return base64.b64encode(hashlib.sha256(b"".join(digests)).digest()).decode()
+    return base64.b64encode(zlib.crc32(b"".join(crcs)).to_bytes(4, "big")).decode()
 
 
 def full_sha256(content: bytes) -> str:
     return base64.b64encode(hashlib.sha256(content).digest()).decode()
 
 
-def s3_checksum(s3: S3Client, bucket: str, key: str) -> str:
-    """The SHA-256 checksum S3 keeps, without the `-<parts>` S3 appends to a composite one (moto leaves it out)."""
-    return s3.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")["ChecksumSHA256"].split("-")[0]
+def s3_checksum(s3: S3Client, bucket: str, key: str, algorithm: str = "SHA256") -> str:
+    """The checksum S3 keeps, without the `-<parts>` S3 appends to a composite one (moto leaves it out)."""
+    return s3.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")[f"Checksum{algorithm}"].split("-")[0]
 
 
 def tags(s3: S3Client, bucket: str, key: str, version_id: str | None) -> dict[str, str]:
@@ -182,12 +183,12 @@ def test_large_recording_is_stored_in_parts_of_part_size(
     # Straight to the final key: its metadata is fixed before the SHA-256 is known, so the tag carries it.
     assert head["Metadata"] == {"recording-id": "rec-1"}
     assert tags(s3, bucket, key, archived.version_id) == {SHA256_TAG_KEY: recording.sha256()}
-    # S3 checked every part against its SHA-256 and keeps the composite of them.
+    # S3 checked every part against its CRC32 and keeps the composite of them.
     assert attributes["Checksum"] == {
-        "ChecksumSHA256": composite_sha256(recording.content(), PART),
+        "ChecksumCRC32": composite_crc32(recording.content(), PART),
         "ChecksumType": "COMPOSITE",
     }
-    assert s3_checksum(s3, bucket, key) == composite_sha256(recording.content(), PART)
+    assert s3_checksum(s3, bucket, key, "CRC32") == composite_crc32(recording.content(), PART)
     assert (head["ContentType"], head["ContentLength"]) == ("audio/wav", size)
     assert_nothing_left_but(s3, bucket, key, [archived.version_id])
 
@@ -596,6 +597,23 @@ def test_a_lost_tag_is_restored_without_a_new_version(
     assert again == dataclasses.replace(first, uploaded=False)
     assert tags(s3, bucket, "recordings/untagged.wav", first.version_id) == {SHA256_TAG_KEY: recording.sha256()}
     assert_nothing_left_but(s3, bucket, "recordings/untagged.wav", [first.version_id])
+
+
+def test_an_untagged_object_of_other_bytes_and_the_same_size_gets_a_new_version(
+    archiver: ArchiveWriter, storage: StorageServer, s3: S3Client, bucket: str
+) -> None:
+    # Untagged, only S3's composite checksum can tell: other bytes give another one.
+    key = "recordings/untagged-other.wav"
+    first = archiver.archive(source(storage.publish("untagged-first", 11 * MIB), key))
+    s3.delete_object_tagging(Bucket=bucket, Key=key, VersionId=first.version_id or "")
+    other = storage.publish("untagged-other", 11 * MIB)
+
+    again = archiver.archive(source(other, key))
+
+    assert again.uploaded
+    assert again.sha256 == other.sha256() != first.sha256
+    assert stored_sha256(s3, bucket, key) == other.sha256()
+    assert set(versions(s3, bucket, key)) == {first.version_id, again.version_id}
 
 
 def test_a_failed_tagging_raises_and_the_retry_tags_the_same_version(

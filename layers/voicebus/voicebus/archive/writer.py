@@ -1,11 +1,12 @@
 """Writing recordings and transcripts into S3: streamed, checksummed and exactly once.
 
 A recording can be hundreds of MB, so its body goes from the HTTP response
-(`voicebus.archive.download`) to S3 part by part and is never held whole: it is read and hashed in order on the
-calling thread while up to `concurrency` parts upload at once, straight into a
-multipart upload under the final key. S3 checks every part against the SHA-256
-sent with it and keeps the composite SHA-256 of the parts as the object's
-checksum. The SHA-256 of the whole recording is only known at the end, after S3
+(`voicebus.archive.download`) to S3 part by part and is never held whole: it is
+read and hashed (SHA-256) in order on the calling thread while up to `concurrency`
+parts upload at once, straight into a multipart upload under the final key. S3
+checks every part against the CRC32 sent with it and keeps the composite of the
+parts' CRC32s as the object's checksum (`voicebus.archive.checksums` says why
+CRC32). The SHA-256 of the whole recording is only known at the end, after S3
 has fixed the object's metadata, so it is stored as the object's `sha256` tag
 (and returned, for the call's record).
 
@@ -16,7 +17,7 @@ would hold: 4 x 8 MiB), or that ends within its first part, is read whole and
 sent as one PutObject carrying its full SHA-256 both as S3's checksum and as
 `sha256` metadata: the same memory, one request, no tag.
 
-Exactly once: an object under the key with a SHA-256 checksum, a known `sha256`
+Exactly once: an object under the key with an S3 checksum, a known `sha256`
 and the announced size is recognised before any download and is not written
 again, so a versioned bucket gets no new version when Telnyx or EventBridge
 delivers the webhook twice. Otherwise the recording is streamed and compared
@@ -41,7 +42,7 @@ from typing import TYPE_CHECKING, Any, Final
 import urllib3
 from botocore.exceptions import BotoCoreError, ClientError
 
-from voicebus.archive.checksums import Digest, ExistingObject, UploadedPart, b64, composite_checksum
+from voicebus.archive.checksums import Digest, ExistingObject, UploadedPart, b64, composite_checksum, part_crc32
 from voicebus.archive.download import (
     MIB,
     ArchiveError,
@@ -68,8 +69,9 @@ DEFAULT_CONCURRENCY = 4
 
 # The recording's SHA-256 (hex): the tag of a multipart object, the metadata of a one-part one.
 SHA256_TAG_KEY = SHA256_METADATA_KEY
-# S3 verifies each part (and a one-part object) against the SHA-256 sent with it.
+# S3 verifies a one-request object against its full SHA-256, and each part against its CRC32.
 CHECKSUM_ALGORITHM: Final = "SHA256"
+PART_CHECKSUM_ALGORITHM: Final = "CRC32"
 
 # What S3 answers a conditional write that lost a race.
 _CONDITIONAL_WRITE_CONFLICTS = frozenset({"PreconditionFailed", "ConditionalRequestConflict", "412", "409"})
@@ -244,8 +246,8 @@ class ArchiveWriter:
         return sorted(done, key=lambda uploaded: uploaded.number)
 
     def _upload_part(self, key: str, upload_id: str, number: int, data: bytearray) -> UploadedPart:
-        """On a pool thread: the part's own SHA-256 (S3 checks it) is hashed here, beside the others."""
-        sha256 = hashlib.sha256(data).digest()
+        """On a pool thread: the part's own CRC32 (S3 checks it) is computed here, beside the others."""
+        crc32 = part_crc32(data)
         with _s3_call(f"UploadPart {number} of {key}"):
             # botocore takes a bytearray as it is (validate.py); the stubs only list bytes.
             answer = self._s3.upload_part(
@@ -254,10 +256,10 @@ class ArchiveWriter:
                 UploadId=upload_id,
                 PartNumber=number,
                 Body=data,  # type: ignore[arg-type]
-                ChecksumAlgorithm=CHECKSUM_ALGORITHM,
-                ChecksumSHA256=b64(sha256),
+                ChecksumAlgorithm=PART_CHECKSUM_ALGORITHM,
+                ChecksumCRC32=b64(crc32),
             )
-        return UploadedPart(number, answer["ETag"], sha256)
+        return UploadedPart(number, answer["ETag"], crc32)
 
     def _complete(
         self,
@@ -349,8 +351,9 @@ class ArchiveWriter:
             if isinstance(exc, ClientError) and _error_code(exc) in _MISSING_OBJECT_CODES:
                 return None
             raise ArchiveError(f"HeadObject of {key} failed: {_describe(exc)}") from exc
-        # A composite checksum reads `<base64>-<parts>` in S3 (moto 5.2's HeadObject leaves the count out).
-        checksum = head.get("ChecksumSHA256", "").split("-", 1)[0] or None
+        # A one-request object's full SHA-256, or a multipart one's composite CRC32. A composite reads
+        # `<base64>-<parts>` in S3 (moto 5.2's HeadObject leaves the count out).
+        checksum = (head.get("ChecksumSHA256") or head.get("ChecksumCRC32") or "").split("-", 1)[0] or None
         sha256 = head.get("Metadata", {}).get(SHA256_METADATA_KEY)
         tags = None
         if sha256 is None and checksum is not None:
@@ -380,7 +383,7 @@ class ArchiveWriter:
                 Key=key,
                 ContentType=content_type,
                 Metadata=dict(metadata),
-                ChecksumAlgorithm=CHECKSUM_ALGORITHM,
+                ChecksumAlgorithm=PART_CHECKSUM_ALGORITHM,
                 **self._encryption,
             )
         return created["UploadId"]
