@@ -12,8 +12,8 @@ process, alternated in a rotating order round after round:
   here) is read whole and sent as one conditional PutObject instead.
 - `managed`: boto3's managed transfer, `upload_fileobj` with a TransferConfig of the
   same part size, part checksum (CRC32), concurrency and parts held in memory, over a
-  non-seekable reader that wraps the same
-  HTTP download and hashes it (SHA-256) as s3transfer reads it, then the tag. This is
+  non-seekable reader that wraps the same HTTP download and hashes it (SHA-256) as
+  s3transfer reads it, then the tag. This is
   the alternative of issue 13, measured with none of the writer's checks and without
   exactly-once (s3transfer passes no If-None-Match / If-Match, and completes a
   second upload of the same bytes as a new version): its best case.

@@ -120,7 +120,8 @@ def full_sha256(content: bytes) -> str:
 
 def s3_checksum(s3: S3Client, bucket: str, key: str, algorithm: str = "SHA256") -> str:
     """The checksum S3 keeps, without the `-<parts>` S3 appends to a composite one (moto leaves it out)."""
-    return s3.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")[f"Checksum{algorithm}"].split("-")[0]
+    head: dict[str, Any] = dict(s3.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED"))
+    return str(head[f"Checksum{algorithm}"]).split("-")[0]
 
 
 def tags(s3: S3Client, bucket: str, key: str, version_id: str | None) -> dict[str, str]:
