@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from voicebus.errors import PermanentError
 
 TRANSCRIPT_FORMATS = frozenset({"json", "txt"})
-# The recording's SHA-256 (hex): metadata of a one-part object, tag of a multipart one.
+# The recording's SHA-256 (hex): metadata of a one-request object, tag of a multipart one.
 SHA256_METADATA_KEY = "sha256"
 
 # S3 counts user metadata keys and values together against a 2 KB limit.

@@ -67,7 +67,7 @@ DEFAULT_PART_SIZE = 8 * MIB
 # Parts uploading at once; memory is this many parts whatever the recording's size.
 DEFAULT_CONCURRENCY = 4
 
-# The recording's SHA-256 (hex): the tag of a multipart object, the metadata of a one-part one.
+# The recording's SHA-256 (hex): the tag of a multipart object, the metadata of a one-request one.
 SHA256_TAG_KEY = SHA256_METADATA_KEY
 # S3 verifies a one-request object against its full SHA-256, and each part against its CRC32.
 CHECKSUM_ALGORITHM: Final = "SHA256"
