@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import dataclasses
 import hashlib
-import json
 import threading
 import time
 import zlib
@@ -20,7 +19,6 @@ from botocore.exceptions import ClientError
 from voicebus.archive.download import ArchiveError, DownloadBody, DownloadPolicy, RecordingSource, http_pool
 from voicebus.archive.keys import SHA256_METADATA_KEY, recording_key, recording_metadata, transcript_key
 from voicebus.archive.writer import SHA256_TAG_KEY, ArchiveWriter
-from voicebus_cli.local.provision import ProvisionedStack
 from voicebus_cli.local.storage import Behaviour, PublishedRecording, StorageServer
 
 if TYPE_CHECKING:
@@ -39,38 +37,6 @@ LOCAL = DownloadPolicy(http_hosts=frozenset({"127.0.0.1"}))
 def storage() -> Iterator[StorageServer]:
     with StorageServer(fmt="wav") as server:  # the sources below archive audio/wav
         yield server
-
-
-@pytest.fixture
-def s3(stack: ProvisionedStack) -> S3Client:
-    return boto3.client("s3")
-
-
-@pytest.fixture
-def bucket(stack: ProvisionedStack, s3: S3Client) -> str:
-    return usable_bucket(s3, stack.ref("ArchiveBucket"))
-
-
-def usable_bucket(s3: S3Client, name: str) -> str:
-    # The template's DenyInsecureTransport statement is conditional on aws:SecureTransport.
-    # moto (5.2) evaluates bucket policies on object requests but has no value for that
-    # condition key, so it turns the conditional Deny into "deny everything". It only
-    # concerns TLS, which the local HTTP endpoint cannot offer, so it is removed here
-    # when local provisioning has left it in; any other statement stays.
-    try:
-        policy = json.loads(s3.get_bucket_policy(Bucket=name)["Policy"])
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") != "NoSuchBucketPolicy":
-            raise
-        return name
-    kept = [
-        statement for statement in policy.get("Statement", []) if "aws:SecureTransport" not in json.dumps(statement)
-    ]
-    if not kept:
-        s3.delete_bucket_policy(Bucket=name)
-    elif len(kept) < len(policy["Statement"]):
-        s3.put_bucket_policy(Bucket=name, Policy=json.dumps({**policy, "Statement": kept}))
-    return name
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-import boto3
 import pytest
 
 from tests.integration.test_archive import (
@@ -24,7 +23,6 @@ from tests.integration.test_archive import (
     assert_nothing_left,
     source,
     stored_sha256,
-    usable_bucket,
 )
 from voicebus.archive.audio import NotAudioError, RecordingRefusedError
 from voicebus.archive.download import (
@@ -35,7 +33,6 @@ from voicebus.archive.download import (
     UnsupportedLocationError,
 )
 from voicebus.archive.writer import ArchiveWriter
-from voicebus_cli.local.provision import ProvisionedStack
 from voicebus_cli.local.storage import Behaviour, StorageServer
 
 if TYPE_CHECKING:
@@ -50,16 +47,6 @@ KEY = "recordings/refused.wav"
 def storage() -> Iterator[StorageServer]:
     with StorageServer(fmt="wav") as server:  # `source` archives audio/wav
         yield server
-
-
-@pytest.fixture
-def s3(stack: ProvisionedStack) -> S3Client:
-    return boto3.client("s3")
-
-
-@pytest.fixture
-def bucket(stack: ProvisionedStack, s3: S3Client) -> str:
-    return usable_bucket(s3, stack.ref("ArchiveBucket"))
 
 
 def writer(s3: S3Client, bucket: str, max_bytes: int = LOCAL.max_bytes) -> ArchiveWriter:
