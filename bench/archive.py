@@ -30,8 +30,9 @@ Only the transfer is timed, after a warm-up in the same process, so imports (and
 bytecode, PYTHONDONTWRITEBYTECODE=1 here) do not enter the figures.
 
 Noise: at 256 MiB about half of every transfer is moto's CompleteMultipartUpload,
-which copies the object several times in fresh memory; on this VM that costs from
-0.3 to 2 s from one call to the next, for the floor and the subjects alike. Hence
+which copies the object several times in fresh memory; on this VM that varies from
+0.5 to 2.3 s from one call to the next, for the floor and the subjects alike (the
+bench prints the range it saw, timed by hooks on each child's boto3 session). Hence
 15 rounds by default (with 9, the writer's best-of at 256 MiB went from 0.87 to 0.93
 between two runs), and the median printed beside the best-of.
 
@@ -107,9 +108,26 @@ def _reset_peak() -> bool:
     return True
 
 
+# How long each CompleteMultipartUpload took, as the client saw it: moto's share of the noise.
+_COMPLETIONS: list[float] = []
+
+
+def _time_completions() -> None:
+    """Hooks on the default session, so every client a child makes afterwards (the subject's too) is timed."""
+    session = boto3.session.Session()
+    boto3.DEFAULT_SESSION = session
+    events = session.events
+    sent: list[float] = []
+    events.register("before-send.s3.CompleteMultipartUpload", lambda **_: sent.append(time.perf_counter()))
+    events.register(
+        "after-call.s3.CompleteMultipartUpload", lambda **_: _COMPLETIONS.append(time.perf_counter() - sent.pop())
+    )
+
+
 def _measured(run: Any) -> dict[str, Any]:
     reset = _reset_peak()
     before = _status_kib("VmHWM")
+    _COMPLETIONS.clear()
     start, cpu = time.perf_counter(), time.process_time()
     result = run()
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
@@ -118,6 +136,7 @@ def _measured(run: Any) -> dict[str, Any]:
         "cpu_seconds": cpu,
         "rss_growth_kib": _status_kib("VmHWM") - before,
         "peak_reset": reset,
+        "complete_seconds": sum(_COMPLETIONS),
         "result": result,
     }
 
@@ -128,6 +147,7 @@ def _client() -> Any:
 
 
 def child_writer(url: str, bucket: str, key: str) -> dict[str, Any]:
+    _time_completions()
     os.environ.update({"ARCHIVE_BUCKET_NAME": bucket, "RECORDING_HTTP_HOSTS": "127.0.0.1"})
     archiver = writer_from_env()
     # Warm-up: endpoint rules, the S3 model and urllib3 are loaded before measuring.
@@ -153,6 +173,7 @@ class HashingReader:
 
 
 def child_managed(url: str, bucket: str, key: str) -> dict[str, Any]:
+    _time_completions()
     s3 = _client()
     http = urllib3.PoolManager(timeout=urllib3.Timeout(connect=5, read=30))
     config = TransferConfig(
@@ -184,6 +205,7 @@ def child_managed(url: str, bucket: str, key: str) -> dict[str, Any]:
 
 
 def child_floor(path: str, bucket: str, key: str) -> dict[str, Any]:
+    _time_completions()
     s3 = boto3.client("s3")
     warmup = Path(path).with_suffix(".warmup")
     warmup.write_bytes(b"warm")
@@ -363,6 +385,12 @@ def report(measures: list[Measure], rounds: int) -> None:
     print()
     in_flight_mib = DEFAULT_PART_SIZE * DEFAULT_CONCURRENCY // MIB
     bound_mib = min(in_flight_mib + RSS_SLACK_MIB, RSS_LIMIT_MIB)
+    print("moto's CompleteMultipartUpload within the transfer: seconds, least and most of the rounds (0: none)")
+    print(f"{'size':>8}" + "".join(f"{kind:>14}" for kind in KINDS))
+    for m in measures:
+        spans = [[float(run["complete_seconds"]) for run in m.runs[kind]] for kind in KINDS]
+        print(f"{m.size_mib:>4} MiB" + "".join(f"{min(span):.2f}-{max(span):.2f} s".rjust(14) for span in spans))
+    print()
     print(
         f"memory: peak RSS growth during the transfer, worst of {rounds}; target < {RSS_LIMIT_MIB} MiB and flat "
         f"(at most the {in_flight_mib} MiB of parts in flight + {RSS_SLACK_MIB} at every size)"
