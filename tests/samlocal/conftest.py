@@ -130,6 +130,10 @@ def new_stack(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Callable[[], LocalStack]:
     """Provision a fresh stack under a unique name and write its `--env-vars` file."""
+    # `make` runs on several threads at once (test_invoke.py), and pytest creates its base
+    # folder lazily without a lock: two threads could each create one, and the later
+    # `mktemp` then refuses its own path ("is not a normalized and relative path").
+    tmp_path_factory.getbasetemp()
 
     def make() -> LocalStack:
         name = f"s{uuid.uuid4().hex[:10]}"
